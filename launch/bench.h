@@ -1,0 +1,11 @@
+// `switchyard bench ...`: speed tables against the PyTorch peer, medians of repeated runs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sy {
+
+int run_bench(const std::vector<std::string>& args);
+
+}  // namespace sy
