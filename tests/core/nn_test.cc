@@ -322,3 +322,95 @@ TEST(EmbeddingModule, PicksRowsOfTheTable) {
 
 }  // namespace
 }  // namespace sy
+
+namespace sy {
+namespace {
+
+AttentionShape small_attention() {
+  AttentionShape shape;
+  shape.C = 16;
+  shape.H = 4;
+  shape.Hkv = 2;
+  shape.max_T = 12;
+  return shape;
+}
+
+TEST(CausalSelfAttentionModule, NamesShapesAndBuffersOutOfStateDict) {
+  CausalSelfAttention attention(small_attention());
+  std::vector<std::string> names;
+  for (const auto& [name, p] : attention.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"q_proj.weight", "k_proj.weight", "v_proj.weight",
+                                             "o_proj.weight"}));
+  EXPECT_EQ(attention.q_proj->weight.shape(), (Shape{16, 16}));  // (H*D, C)
+  EXPECT_EQ(attention.k_proj->weight.shape(), (Shape{8, 16}));   // (Hkv*D, C)
+  EXPECT_EQ(attention.o_proj->weight.shape(), (Shape{16, 16}));  // (C, H*D)
+  // The rotary tables are buffers: no gradient, not in the checkpoint.
+  EXPECT_EQ(attention.named_buffers().size(), 2u);
+  EXPECT_EQ(attention.named_buffers()[0].first, "rotary_emb.cos");
+  EXPECT_EQ(attention.state_dict().size(), 4u);
+}
+
+TEST(CausalSelfAttentionModule, OutputShapeAndCausality) {
+  CausalSelfAttention attention(small_attention(), /*init_std=*/0.3);
+  scramble(attention, 51);
+  Tensor x = filled({2, 7, 16}, 52);
+  Tensor out = attention.forward(x);
+  EXPECT_EQ(out.shape(), (Shape{2, 7, 16}));
+  // Changing token 4 changes outputs 4.. but not 0..3.
+  Tensor changed = x.clone();
+  changed.narrow(1, 4, 1).copy_(filled({2, 1, 16}, 53));
+  Tensor out_changed = attention.forward(changed);
+  EXPECT_EQ(out_changed.narrow(1, 0, 4).to_vector<float>(), out.narrow(1, 0, 4).to_vector<float>());
+  for (int64_t t = 4; t < 7; ++t) {
+    EXPECT_GT(max_abs_difference(out_changed.narrow(1, t, 1), out.narrow(1, t, 1)), 1e-4) << t;
+  }
+}
+
+TEST(CausalSelfAttentionModule, MatchesHandWrittenAttention) {
+  // Reference: per head, softmax(q k^T / sqrt(D) + causal mask) v with rotated q, k.
+  AttentionShape shape = small_attention();
+  CausalSelfAttention attention(shape);
+  scramble(attention, 61);
+  int64_t B = 1, T = 5, H = shape.H, D = shape.C / shape.H;
+  Tensor x = filled({B, T, shape.C}, 62);
+  auto [cos, sin] = rotary_tables(T, D);
+  Tensor q = rotary_embedding(matmul(x, attention.q_proj->weight.t()).reshape({B, T, H, D}), cos, sin);
+  Tensor k = rotary_embedding(matmul(x, attention.k_proj->weight.t()).reshape({B, T, 2, D}), cos, sin);
+  Tensor v = matmul(x, attention.v_proj->weight.t()).reshape({B, T, 2, D});
+  std::vector<double> mask_values(T * T);
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j < T; ++j) mask_values[i * T + j] = j > i ? -1e30 : 0.0;
+  }
+  Tensor mask = Tensor::from_vector(mask_values, {T, T});
+  // o_proj of the concatenated heads = the sum over heads of each head's slice of o_proj.
+  Tensor expected = Tensor::zeros({B, T, shape.C});
+  for (int64_t h = 0; h < H; ++h) {
+    Tensor qh = q.select(2, h), kh = k.select(2, h / 2), vh = v.select(2, h / 2);  // (B, T, D)
+    Tensor scores = matmul(qh, kh.transpose(1, 2)) / std::sqrt(static_cast<double>(D)) + mask;
+    Tensor head = matmul(softmax(scores, -1), vh);                                  // (B, T, D)
+    expected = expected + matmul(head, attention.o_proj->weight.narrow(1, h * D, D).t());
+  }
+  EXPECT_LT(max_abs_difference(attention.forward(x), expected), 1e-5);
+}
+
+TEST(CausalSelfAttentionModule, GradientReachesEveryParameterAndInput) {
+  CausalSelfAttention attention(small_attention());
+  scramble(attention, 71);
+  Tensor x = filled({2, 6, 16}, 72);
+  x.set_requires_grad(true);
+  Tensor out = attention.forward(x);
+  sum(out * out).backward();
+  for (const auto& [name, p] : attention.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_GT(sum(p.grad() * p.grad()).item(), 0.0) << name;
+  }
+  EXPECT_GT(sum(x.grad() * x.grad()).item(), 0.0);
+}
+
+TEST(CausalSelfAttentionModule, LongerThanTablesFails) {
+  CausalSelfAttention attention(small_attention());
+  EXPECT_THROW(attention.forward(filled({1, 13, 16}, 81)), Error);
+}
+
+}  // namespace
+}  // namespace sy
