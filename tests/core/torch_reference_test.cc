@@ -1,4 +1,4 @@
-// Our softmax, norms and cross-entropy against PyTorch on the same f64 inputs: forward and
+// Our softmax, norms, cross-entropy and attention against PyTorch on the same f64 inputs: forward and
 // the gradients of sum(out * upstream) from torch autograd (scripts in tests/reference/).
 #include <random>
 
@@ -151,6 +151,36 @@ TEST(TorchReference, CrossEntropyWithIgnoreIndexAndLabelSmoothing) {
     ours.push_back({{"loss", loss}, {"grad_logits", logits.grad()}});
   }
   compare_with_torch("cross_entropy.py", cases, ours);
+}
+
+TEST(TorchReference, ScaledDotProductAttentionCausalAndGqa) {
+  SY_REQUIRE_TORCH();
+  struct Setting {
+    int64_t B, H, Hkv, T, D;
+    bool causal;
+    double scale;  // 0: 1/sqrt(D)
+  };
+  std::vector<TorchCase> cases;
+  std::vector<Ours> ours;
+  uint64_t seed = 20;
+  for (const Setting& s : {Setting{2, 4, 2, 6, 3, true, 0.0}, Setting{1, 4, 1, 5, 4, true, 0.0},
+                           Setting{2, 2, 2, 4, 5, false, 0.0}, Setting{1, 6, 3, 7, 2, true, 0.8}}) {
+    Tensor q = leaf(uniform_tensor({s.B, s.H, s.T, s.D}, ++seed));
+    Tensor k = leaf(uniform_tensor({s.B, s.Hkv, s.T, s.D}, ++seed));
+    Tensor v = leaf(uniform_tensor({s.B, s.Hkv, s.T, s.D}, ++seed));
+    Tensor upstream = uniform_tensor({s.B, s.H, s.T, s.D}, ++seed);
+    Tensor out = scaled_dot_product_attention(q, k, v, s.causal, s.scale);
+    sum(out * upstream).backward();
+    cases.push_back({{{"q", q},
+                      {"k", k},
+                      {"v", v},
+                      {"upstream", upstream},
+                      {"causal", integer(s.causal)},
+                      {"scale", Tensor::scalar(s.scale, DType::kF64)}},
+                     {"out", "grad_q", "grad_k", "grad_v"}});
+    ours.push_back({{"out", out}, {"grad_q", q.grad()}, {"grad_k", k.grad()}, {"grad_v", v.grad()}});
+  }
+  compare_with_torch("attention.py", cases, ours);
 }
 
 }  // namespace
