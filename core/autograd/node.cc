@@ -69,8 +69,13 @@ void Node::release() {
   function_ = nullptr;
 }
 
+// Kept detached: an op that saves its own output would otherwise form a cycle (output ->
+// grad_fn -> saved output) that keeps a graph alive after its last handle is dropped.
+// Backward runs without grad, so the saved handle needs no history; it shares the storage,
+// and with it the version counter.
 SavedTensor::SavedTensor(const Tensor& tensor)
-    : tensor_(tensor), version_(tensor.defined() ? tensor.version() : 0) {}
+    : tensor_(tensor.defined() ? tensor.detach() : Tensor()),
+      version_(tensor.defined() ? tensor.version() : 0) {}
 
 Tensor SavedTensor::get() const {
   if (tensor_.defined() && tensor_.version() != version_) {

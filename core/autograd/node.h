@@ -56,6 +56,8 @@ class Node : public std::enable_shared_from_this<Node> {
 
 // A tensor saved for backward, with the version it had. get() fails if the tensor was
 // modified in place since (its values would no longer be the ones the forward used).
+// get() returns a detached handle. Save tensors through it rather than capturing a Tensor
+// in a backward closure: a captured output would keep its own graph alive.
 class SavedTensor {
  public:
   SavedTensor() = default;

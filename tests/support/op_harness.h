@@ -76,6 +76,9 @@ namespace sy::testing {
 //   INSTANTIATE_TEST_SUITE_P(Elementwise, OpCaseTest, ValuesIn(elementwise_cases()), OpCaseName);
 class OpCaseTest : public ::testing::TestWithParam<OpCase> {};
 
+// gtest prints a failing parameter by its name, not its bytes.
+inline void PrintTo(const OpCase& op_case, std::ostream* os) { *os << op_case.name; }
+
 inline std::string OpCaseName(const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; }
 
 }  // namespace sy::testing

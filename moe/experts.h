@@ -1,0 +1,30 @@
+// Routed experts as stacked tensors run by one grouped GEMM over variable row counts, and
+// the SwiGLU FFN they share with the shared experts. w1 fuses gate and up: w1[e][:, :F] is
+// the gate projection, w1[e][:, F:] the up projection.
+#pragma once
+
+#include <vector>
+
+#include "core/nn/module.h"
+#include "core/tensor.h"
+
+namespace sy {
+
+class GroupedExperts : public Module {
+ public:
+  GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std);
+
+  // x (M, C) in expert order, tokens_per_expert (E) summing to M -> (M, C):
+  // silu(x W_gate) * (x W_up) @ w2 per expert.
+  Tensor forward(const Tensor& x, const std::vector<int64_t>& tokens_per_expert) const;
+
+  const Tensor& w1() const { return w1_; }
+  const Tensor& w2() const { return w2_; }
+
+ private:
+  int64_t F_;
+  Tensor w1_;  // (E, C, 2F)
+  Tensor w2_;  // (E, F, C)
+};
+
+}  // namespace sy

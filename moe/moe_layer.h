@@ -1,0 +1,51 @@
+// The MoE feed-forward layer: router -> permute -> grouped experts -> un-permute, plus the
+// shared experts (optionally gated), and the balancing losses of this layer.
+#pragma once
+
+#include <memory>
+
+#include "core/nn/module.h"
+#include "core/tensor.h"
+#include "moe/config.h"
+#include "moe/router.h"
+
+namespace sy {
+
+class GroupedExperts;
+class SwiGLU;
+class Linear;
+
+// Per-layer losses and counts of one forward, for the loss and for logging.
+struct MoeLayerStats {
+  Tensor load_balance_loss;           // 0-d, coefficient applied; undefined when off
+  Tensor sequence_load_balance_loss;  // idem
+  Tensor global_load_balance_loss;    // idem
+  Tensor z_loss;                      // idem
+  Tensor tokens_per_expert;           // (E) i64, routed slots kept
+  int64_t dropped = 0;
+};
+
+// Named as Qwen2-MoE / DeepSeek: gate, experts, shared_experts, shared_expert_gate.
+class MoeLayer : public Module {
+ public:
+  MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std);
+
+  // x (B, T, C) -> (B, T, C). `stats` receives this forward's losses and counts.
+  Tensor forward(const Tensor& x, MoeLayerStats* stats);
+
+  // Global-batch balancing: counts accumulated over the micro-batches of the current step.
+  void reset_step_counts();
+  const Tensor& step_tokens_per_expert() const { return step_counts_; }
+  Router& router() { return *router_; }
+
+ private:
+  MoeConfig config_;
+  std::shared_ptr<Router> router_;
+  std::shared_ptr<GroupedExperts> experts_;
+  std::shared_ptr<SwiGLU> shared_experts_;
+  std::shared_ptr<Linear> shared_expert_gate_;
+  Tensor step_counts_;  // (E) i64
+  int64_t step_slots_ = 0;
+};
+
+}  // namespace sy
