@@ -15,7 +15,9 @@ std::vector<Tensor> checkpoint(const CheckpointFunction& function,
     NoGradGuard no_grad;  // keep nothing but the inputs
     outputs = function(inputs);
   }
-  if (!any_requires_grad(inputs)) return outputs;
+  // Record even when no input requires grad: fn may use parameters that do (the first
+  // block of a stack), and only the recomputation in backward can reach them.
+  if (!GradMode::enabled()) return outputs;
   for (Tensor& output : outputs) output = output.detach();
 
   std::vector<SavedTensor> saved;
@@ -23,7 +25,7 @@ std::vector<Tensor> checkpoint(const CheckpointFunction& function,
   std::vector<bool> input_requires_grad;
   for (const Tensor& input : inputs) input_requires_grad.push_back(input.requires_grad());
 
-  record("CheckpointBackward", inputs, outputs,
+  record_unconditionally("CheckpointBackward", inputs, outputs,
          [function, saved, input_requires_grad, rng_at_forward](const std::vector<Tensor>& grads) {
            // Rerun the forward with the generator state it saw, then restore the present one.
            PhiloxState rng_now = default_generator().state();

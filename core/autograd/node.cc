@@ -110,6 +110,12 @@ Edge gradient_edge(const Tensor& tensor) {
 void record(const std::string& name, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& outputs, Node::BackwardFunction backward) {
   if (!any_requires_grad(inputs)) return;
+  record_unconditionally(name, inputs, outputs, std::move(backward));
+}
+
+void record_unconditionally(const std::string& name, const std::vector<Tensor>& inputs,
+                            const std::vector<Tensor>& outputs, Node::BackwardFunction backward) {
+  if (!GradMode::enabled()) return;
   std::vector<Edge> edges;
   edges.reserve(inputs.size());
   for (const Tensor& input : inputs) edges.push_back(gradient_edge(input));

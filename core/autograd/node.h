@@ -80,6 +80,10 @@ Edge gradient_edge(const Tensor& tensor);
 // Node over the inputs and sets it as grad_fn of each floating-point output.
 void record(const std::string& name, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& outputs, Node::BackwardFunction backward);
+// As record(), but whenever grad mode is on, even if no input requires grad: for nodes
+// whose backward reaches leaves that are not among `inputs` (activation recomputation).
+void record_unconditionally(const std::string& name, const std::vector<Tensor>& inputs,
+                            const std::vector<Tensor>& outputs, Node::BackwardFunction backward);
 
 // Sums `grad` over broadcast dimensions down to `shape` (the adjoint of expand).
 Tensor sum_to(const Tensor& grad, const Shape& shape);

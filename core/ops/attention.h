@@ -12,4 +12,11 @@ namespace sy {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal = true, double scale = 0.0);
 
+namespace detail {
+// The same with `block` query rows and key rows per block (0: the kernel's default for D),
+// so tests can cover many blocks and ragged last blocks on small T.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    double scale, int64_t block);
+}  // namespace detail
+
 }  // namespace sy
