@@ -19,6 +19,8 @@ namespace {
 // Mean work of a group (rows * Cin * Cout) below which BLAS would not split it over cores
 // anyway, so splitting the groups over the cores is the only parallelism left.
 constexpr int64_t kSmallGroupWork = 96 * 96 * 96;
+// Total work below which waking the other cores costs more than it saves.
+constexpr int64_t kMinParallelWork = 64 * 64 * 64;
 
 // Group offsets (E + 1) and whether to spread the groups over the cores.
 struct Groups {
@@ -32,8 +34,9 @@ Groups groups_of(const std::vector<int64_t>& counts, int64_t inner_work) {
   std::partial_sum(counts.begin(), counts.end(), groups.start.begin() + 1);
   const int64_t non_empty = std::count_if(counts.begin(), counts.end(), [](int64_t n) { return n > 0; });
   const int64_t rows = groups.start.back();
-  groups.across_cores = non_empty > 1 && !omp_in_parallel() &&
-                        rows * inner_work < kSmallGroupWork * non_empty;
+  const int64_t work = rows * inner_work;
+  groups.across_cores = non_empty > 1 && !omp_in_parallel() && work >= kMinParallelWork &&
+                        work < kSmallGroupWork * non_empty;
   return groups;
 }
 
