@@ -59,7 +59,7 @@ void reset_cpu_peak_stats() { TheCpuAllocator().ResetPeak(); }
 Allocator& allocator_for(Device device) {
   if (device.is_cpu()) return cpu_allocator();
 #ifdef SY_WITH_CUDA
-  return cuda::Cachingallocator_for(device.index);
+  return cuda::caching_allocator_for(device.index);
 #else
   SY_FAIL("CUDA device ", device.to_string(), " requested but Switchyard was built without CUDA");
 #endif

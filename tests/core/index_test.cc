@@ -2,9 +2,12 @@
 // sort stability, top-k tie-breaks, counting and index-range errors.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <random>
 
 #include "core/ops/ops.h"
 #include "tests/support/op_harness.h"
+#include "tests/support/torch_reference.h"
 
 namespace sy::testing {
 namespace {
@@ -278,6 +281,21 @@ TEST(Index, TopkBreaksTiesByLowerIndex) {
   EXPECT_EQ(low_indices.to_vector<int64_t>(), (std::vector<int64_t>{5, 6, 0}));
 }
 
+TEST(Index, TopkOnManyRowsIsTheHeadOfAStableSort) {
+  // Many ties and enough rows to run on several cores: top-k must equal the first k of the
+  // stable sort in the same direction, indices included.
+  const int64_t rows = 64, n = 2048, k = 100;
+  std::vector<float> keys(rows * n);
+  for (int64_t i = 0; i < rows * n; ++i) keys[i] = static_cast<float>((i * 13 + i / 7) % 5);
+  Tensor x = Tensor::from_vector(keys, {rows, n});
+  for (bool largest : {true, false}) {
+    auto [values, indices] = topk(x, k, 1, largest);
+    auto [sorted, order] = sort(x, 1, largest);
+    EXPECT_EQ(indices.to_vector<int64_t>(), order.narrow(1, 0, k).to_vector<int64_t>()) << largest;
+    EXPECT_EQ(values.to_vector<float>(), sorted.narrow(1, 0, k).to_vector<float>()) << largest;
+  }
+}
+
 TEST(Index, TopkGradientGoesToTheChosenIndices) {
   Tensor x = Tensor::from_vector(std::vector<double>{5, 1, 5, 4, 2, 7}, {2, 3}, DType::kF64);
   x.set_requires_grad(true);
@@ -336,6 +354,120 @@ TEST(Index, OutOfRangeIndexNamesIndexAndSize) {
   expect_error_naming([&] { index_add(x, 0, bad, Tensor::zeros({2, 4})); }, {"index 5", "size 3"});
   Tensor negative = Tensor::from_vector(std::vector<int64_t>{-1}, {1, 1}, DType::kI64);
   expect_error_naming([&] { scatter_add(x, 1, negative, Tensor::ones({1, 1})); }, {"index -1", "size 4"});
+}
+
+// ---- against PyTorch (tests/reference/index_ops.py; op codes as there) ----
+
+enum TorchOp : int64_t { kSortOp, kTopkOp, kGatherOp, kScatterAddOp, kIndexSelectOp, kIndexAddOp, kCumsumOp, kCatOp, kCountOp };
+
+Tensor integer(int64_t value) { return Tensor::scalar(static_cast<double>(value), DType::kI64); }
+
+// Uniform f64 values, or small integers (many ties) when `ties`.
+Tensor random_values(const Shape& shape, uint64_t seed, bool ties = false) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(-2, 2);
+  std::vector<double> values(shape_numel(shape));
+  for (double& v : values) v = ties ? std::floor(uniform(rng)) : uniform(rng);
+  return Tensor::from_vector(values, shape, DType::kF64);
+}
+
+Tensor random_index(const Shape& shape, int64_t bound, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> values(shape_numel(shape));
+  for (int64_t& v : values) v = static_cast<int64_t>(rng() % bound);
+  return Tensor::from_vector(values, shape, DType::kI64);
+}
+
+class TorchCases {
+ public:
+  // Runs `op` on leaves made from x (and other), backpropagates sum(y * upstream) and
+  // records y, its gradients and the indices `op` returns (if any) for comparison.
+  void add(int64_t code, int64_t dim, const Tensor& x, const Tensor& other, const Tensor& index,
+           std::map<std::string, Tensor> scalars,
+           const std::function<std::pair<Tensor, Tensor>(const Tensor&, const Tensor&)>& op) {
+    Tensor x_leaf = x.clone().set_requires_grad(true);
+    Tensor other_leaf = other.defined() ? other.clone().set_requires_grad(true) : Tensor();
+    auto [y, indices] = op(x_leaf, other_leaf);
+    Tensor upstream = random_values(y.shape(), cases_.size() + 100);
+    sum(y * upstream).backward();
+    TorchCase torch_case{{{"op", integer(code)}, {"dim", integer(dim)}, {"x", x}, {"upstream", upstream}},
+                         {"y", "grad_x"}};
+    std::map<std::string, Tensor> mine{{"y", y}, {"grad_x", x_leaf.grad()}};
+    if (other.defined()) {
+      torch_case.inputs["other"] = other;
+      torch_case.outputs.push_back("grad_other");
+      mine["grad_other"] = other_leaf.grad();
+    }
+    if (index.defined()) torch_case.inputs["index"] = index;
+    if (indices.defined()) {
+      torch_case.outputs.push_back("indices");
+      mine["indices"] = indices;
+    }
+    torch_case.inputs.insert(scalars.begin(), scalars.end());
+    cases_.push_back(torch_case);
+    ours_.push_back(mine);
+  }
+  void add_plain(TorchCase torch_case, std::map<std::string, Tensor> mine) {
+    cases_.push_back(std::move(torch_case));
+    ours_.push_back(std::move(mine));
+  }
+  void compare() {
+    absl::StatusOr<std::vector<TorchOutputs>> torch = run_torch_reference("index_ops.py", cases_);
+    ASSERT_TRUE(torch.ok()) << torch.status();
+    for (size_t i = 0; i < cases_.size(); ++i) {
+      for (const std::string& name : cases_[i].outputs) {
+        SCOPED_TRACE(absl::StrCat("case ", i, " (op ", cases_[i].inputs.at("op").item<int64_t>(), ") ", name));
+        const Tensor& mine = ours_[i].at(name);
+        ASSERT_TRUE(mine.defined()) << "no gradient";
+        EXPECT_LT(max_relative_error(mine.to(DType::kF64), (*torch)[i].at(name).to(DType::kF64)), 1e-12)
+            << "ours  " << mine << "\ntorch " << (*torch)[i].at(name);
+      }
+    }
+  }
+
+ private:
+  std::vector<TorchCase> cases_;
+  std::vector<std::map<std::string, Tensor>> ours_;
+};
+
+TEST(IndexTorch, MatchesTorchForwardIndicesAndGradients) {
+  SY_REQUIRE_TORCH();
+  TorchCases cases;
+  for (bool descending : {false, true}) {
+    for (int64_t dim : {0, -1}) {
+      // Integer-valued keys: many ties, so the indices test stability against torch's stable sort.
+      cases.add(kSortOp, dim, random_values({6, 9}, 1 + dim, true), Tensor(), Tensor(),
+                {{"flag", integer(descending)}}, [=](const Tensor& x, const Tensor&) { return sort(x, dim, descending); });
+    }
+  }
+  for (bool largest : {true, false}) {
+    cases.add(kTopkOp, 1, random_values({4, 7, 3}, 2), Tensor(), Tensor(),
+              {{"flag", integer(largest)}, {"k", integer(3)}},
+              [=](const Tensor& x, const Tensor&) { return topk(x, 3, 1, largest); });
+  }
+  Tensor gather_index = random_index({3, 6, 2}, 5, 3);
+  cases.add(kGatherOp, 1, random_values({3, 5, 4}, 4), Tensor(), gather_index, {},
+            [&](const Tensor& x, const Tensor&) { return std::pair(gather(x, 1, gather_index), Tensor()); });
+  Tensor scatter_index = random_index({6, 3}, 4, 5);
+  cases.add(kScatterAddOp, 0, random_values({4, 3}, 6), random_values({6, 3}, 7), scatter_index, {},
+            [&](const Tensor& x, const Tensor& src) { return std::pair(scatter_add(x, 0, scatter_index, src), Tensor()); });
+  Tensor select_index = random_index({7}, 4, 8);
+  cases.add(kIndexSelectOp, -1, random_values({2, 3, 4}, 9), Tensor(), select_index, {},
+            [&](const Tensor& x, const Tensor&) { return std::pair(index_select(x, -1, select_index), Tensor()); });
+  cases.add(kIndexAddOp, 1, random_values({2, 4, 3}, 10), random_values({2, 7, 3}, 11), select_index,
+            {{"alpha", Tensor::scalar(-1.5, DType::kF64)}},
+            [&](const Tensor& x, const Tensor& source) {
+              return std::pair(index_add(x, 1, select_index, source, -1.5), Tensor());
+            });
+  cases.add(kCumsumOp, 1, random_values({3, 4, 5}, 12), Tensor(), Tensor(), {},
+            [](const Tensor& x, const Tensor&) { return std::pair(cumsum(x, 1), Tensor()); });
+  cases.add(kCatOp, 1, random_values({2, 3}, 13), random_values({2, 5}, 14), Tensor(), {},
+            [](const Tensor& x, const Tensor& other) { return std::pair(cat({x, other, x}, 1), Tensor()); });
+  Tensor counted = random_index({3, 5}, 6, 15);
+  cases.add_plain({{{"op", integer(kCountOp)}, {"dim", integer(0)}, {"x", counted}, {"k", integer(8)}},
+                   {"bincount", "one_hot"}},
+                  {{"bincount", bincount(counted.reshape({-1}), 8)}, {"one_hot", one_hot(counted, 8)}});
+  cases.compare();
 }
 
 }  // namespace

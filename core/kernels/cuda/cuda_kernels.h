@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/kernels/kernel_ops.h"
+#include "core/random.h"
 #include "core/tensor.h"
 
 namespace sy::kernels::cuda {
@@ -23,5 +24,7 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& out);
 void softmax_last_dim(const Tensor& x, Tensor& out);
 // out = x * rsqrt(mean(x^2, last dim) + eps) * weight; rstd (rows) in f32 for backward.
 void rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd);
+// out[i] = philox_uniform(state, i) (core/random.h) for the row-major index i: the CPU's values.
+void philox_uniform(PhiloxState state, Tensor& out);
 
 }  // namespace sy::kernels::cuda
