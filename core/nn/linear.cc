@@ -1,9 +1,5 @@
 #include "core/nn/linear.h"
 
-#include <cmath>
-#include <vector>
-
-#include "core/autograd/grad_mode.h"
 #include "core/ops/embedding.h"
 #include "core/ops/matmul.h"
 #include "core/ops/random_ops.h"
@@ -13,12 +9,7 @@ namespace {
 
 Tensor normal_parameter(const Shape& shape, double std, Generator* generator) {
   Tensor weight = Tensor::empty(shape);
-  NoGradGuard no_grad;
-  // PLACEHOLDER until core/ops/random_ops lands: deterministic, spread like N(0, std^2).
-  (void)generator;
-  std::vector<double> values(weight.numel());
-  for (size_t i = 0; i < values.size(); ++i) values[i] = std * std::sqrt(2.0) * std::sin(1.0 + 12.9898 * i);
-  weight.copy_(Tensor::from_vector(values, shape));
+  normal_(weight, 0.0, std, generator);
   return weight;
 }
 

@@ -41,7 +41,7 @@ struct MlpBlock {
 
   Tensor forward(const Tensor& x, double dropout_p) const {
     Tensor h = silu(linear(x, w1, b1));
-    (void)dropout_p;  // dropout joins once core/ops/random_ops lands on main
+    if (dropout_p > 0) h = dropout(h, dropout_p, /*training=*/true);
     return linear(h, w2, b2);
   }
   std::vector<Tensor> parameters() const { return {w1, b1, w2, b2}; }
@@ -111,6 +111,26 @@ TEST(Checkpoint, MlpStackGradientsBitIdenticalToPlain) {
   expect_bit_identical(plain, recomputed);
 }
 
+TEST(Checkpoint, MlpStackWithDropoutGradientsBitIdenticalToPlain) {
+  // The recomputation replays the forward's generator state, so it draws the same masks.
+  Gradients plain = gradients_of(0.5, /*recompute=*/false);
+  Gradients recomputed = gradients_of(0.5, /*recompute=*/true);
+  expect_bit_identical(plain, recomputed);
+  // Dropout really acted: the result differs from the path without it.
+  EXPECT_NE(plain.output, gradients_of(0.0, false).output);
+}
+
+TEST(Checkpoint, BackwardLeavesTheGeneratorWhereItWas) {
+  std::vector<MlpBlock> blocks = make_blocks(2, 8, 16);
+  Tensor x = filled({3, 8}, 6, 1.0, true);
+  manual_seed(99);
+  Tensor out = run_stack(blocks, x, 0.25, /*recompute=*/true);
+  PhiloxState after_forward = default_generator().state();
+  EXPECT_NE(after_forward, (PhiloxState{99, 0}));  // the forward drew masks
+  sum(out).backward();
+  EXPECT_EQ(default_generator().state(), after_forward);
+}
+
 TEST(Checkpoint, ParametersGetGradientsWhenNoInputRequiresGrad) {
   // The first block of a model sees data that needs no gradient; its weights still do.
   Gradients plain = gradients_of(0.0, false, /*input_requires_grad=*/false);
@@ -171,7 +191,8 @@ ForwardMemory forward_memory(bool recompute) {
   Tensor x = filled({4, 64, 64}, 9, 1.0, true);  // (B, T, C)
   size_t before = cpu_allocator_stats().current_bytes;
   reset_cpu_peak_stats();
-  Tensor out = run_stack(blocks, x, 0.0, recompute);
+  manual_seed(5);
+  Tensor out = run_stack(blocks, x, 0.1, recompute);
   ForwardMemory memory{cpu_allocator_stats().current_bytes - before,
                        cpu_allocator_stats().peak_bytes - before};
   // The stack still trains: the backward runs and reaches the first block's weights.
@@ -183,9 +204,9 @@ ForwardMemory forward_memory(bool recompute) {
 TEST(Checkpoint, EightBlocksHoldFarLessMemoryAfterForward) {
   ForwardMemory plain = forward_memory(false);
   ForwardMemory recomputed = forward_memory(true);
-  // Per block, the plain path keeps its input (C), the first linear's output (F, for silu)
-  // and silu's output (F, for the second matmul): 9 C-sized activations with F = 4C. The
-  // checkpointed path keeps one (the block's input), so about 9x less.
+  // Per block, the plain path keeps its input (C), the first linear's output (F, for silu),
+  // the dropout mask (F bytes) and dropout's output (F, for the second matmul): about 10
+  // C-sized activations with F = 4C. The checkpointed path keeps one, the block's input.
   size_t activation = 4 * 64 * 64 * sizeof(float);
   EXPECT_GE(plain.live, 8 * 8 * activation);
   EXPECT_LE(recomputed.live, 8 * 2 * activation);

@@ -283,6 +283,16 @@ TEST(LinearModule, InitialWeightsHaveTheRequestedSpread) {
   EXPECT_EQ(layer.bias.to_vector<float>(), std::vector<float>(128, 0.0f));
 }
 
+TEST(LinearModule, InitIsReproducibleFromTheGenerator) {
+  Generator a(7), b(7), c(8);
+  Linear from_a(6, 5, false, 0.02, &a), from_b(6, 5, false, 0.02, &b), from_c(6, 5, false, 0.02, &c);
+  EXPECT_EQ(from_a.weight.to_vector<float>(), from_b.weight.to_vector<float>());
+  EXPECT_NE(from_a.weight.to_vector<float>(), from_c.weight.to_vector<float>());
+  // Consecutive layers draw different values from one generator.
+  Linear next(6, 5, false, 0.02, &a);
+  EXPECT_NE(next.weight.to_vector<float>(), from_a.weight.to_vector<float>());
+}
+
 TEST(SwiGLUModule, MatchesHandWrittenComposition) {
   SwiGLU mlp(6, 10);
   scramble(mlp, 21);
