@@ -16,7 +16,7 @@ namespace sy {
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std)
     : config_(config) {
   SY_CHECK(config.num_experts > 0, "MoeLayer: num_experts ", config.num_experts, " must be positive");
-  router_ = register_module("gate", std::make_shared<Router>(config, hidden_size));
+  router_ = register_module("gate", std::make_shared<Router>(config, hidden_size, init_std));
   experts_ = register_module("experts", std::make_shared<GroupedExperts>(config.num_experts, hidden_size,
                                                                          config.expert_ffn_size, init_std,
                                                                          output_std));

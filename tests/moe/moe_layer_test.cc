@@ -6,6 +6,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "moe/aux_losses.h"
 #include "moe/dispatch_local.h"
 #include "moe/moe_layer.h"
 #include "tests/support/op_harness.h"
