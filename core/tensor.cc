@@ -181,10 +181,13 @@ double Tensor::item() const {
 
 namespace {
 void check_in_place(const Tensor& tensor, const char* op) {
-  if (GradMode::enabled() && tensor.requires_grad() && tensor.is_leaf()) {
-    throw Error(absl::StrCat(op, ": a leaf tensor of shape ", ShapeString(tensor.shape()),
-                             " that requires grad is used in an in-place operation; wrap the "
-                             "update in NoGradGuard"));
+  // Autograd does not record in-place ops: changing a leaf that requires grad (or a view of
+  // one) or an intermediate of a graph would silently give wrong gradients.
+  if (GradMode::enabled() && tensor.requires_grad()) {
+    throw Error(absl::StrCat(op, ": a tensor of shape ", ShapeString(tensor.shape()),
+                             " that requires grad (", tensor.is_leaf() ? "a leaf" : "part of a graph",
+                             ") is used in an in-place operation; wrap the update in NoGradGuard "
+                             "or use the out-of-place op"));
   }
 }
 }  // namespace

@@ -132,16 +132,16 @@ class DeviceCachingAllocator final : public CachingAllocator {
 }  // namespace
 
 CachingAllocator& caching_allocator_for(int device) {
-  const int count = cuda_device_count();
+  // One per visible device, made once; they live for the process, since tensors freed during
+  // static destruction still return their blocks.
+  static const auto* allocators = [] {
+    auto* made = new std::vector<std::unique_ptr<DeviceCachingAllocator>>();
+    for (int d = 0; d < cuda_device_count(); ++d) made->push_back(std::make_unique<DeviceCachingAllocator>(d));
+    return made;
+  }();
+  const int count = static_cast<int>(allocators->size());
   SY_CHECK(device >= 0 && device < count, "CUDA device cuda:", device, " requested but ", count,
            " CUDA devices are visible");
-  static std::mutex mutex;
-  // Allocators live for the process: tensors freed during static destruction still use them.
-  static auto* allocators = new std::vector<std::unique_ptr<DeviceCachingAllocator>>();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (allocators->empty()) {
-    for (int d = 0; d < count; ++d) allocators->push_back(std::make_unique<DeviceCachingAllocator>(d));
-  }
   return *(*allocators)[device];
 }
 

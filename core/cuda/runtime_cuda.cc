@@ -23,8 +23,9 @@ struct DeviceState {
 
 DeviceState& state_for(int device) {
   static std::array<DeviceState, kMaxDevices>* states = new std::array<DeviceState, kMaxDevices>();
-  SY_CHECK(device >= 0 && device < cuda_device_count() && device < kMaxDevices, "CUDA device ",
-           device, " requested but ", cuda_device_count(), " CUDA devices are visible");
+  static const int count = cuda_device_count();  // fixed for the life of the process
+  SY_CHECK(device >= 0 && device < count && device < kMaxDevices, "CUDA device ", device,
+           " requested but ", count, " CUDA devices are visible");
   return (*states)[device];
 }
 

@@ -123,7 +123,7 @@ TEST(Autograd, SavedInputModifiedThroughAViewThrows) {
 
 TEST(Autograd, InPlaceOnLeafRequiringGradThrows) {
   Tensor x = leaf({1, 2}, {2});
-  EXPECT_TRUE(contains(error_message([&] { x.fill_(0.0); }), "leaf tensor"));
+  EXPECT_TRUE(contains(error_message([&] { x.fill_(0.0); }), "a leaf"));
   EXPECT_THROW(x.add_(Tensor::ones({2}, DType::kF64)), Error);
   EXPECT_THROW(x.mul_(2.0), Error);
   EXPECT_THROW(x.copy_(Tensor::zeros({2}, DType::kF64)), Error);
@@ -133,6 +133,15 @@ TEST(Autograd, InPlaceOnLeafRequiringGradThrows) {
     x.add_(Tensor::ones({2}, DType::kF64), -0.5);
   }
   EXPECT_EQ(values(x), (std::vector<double>{0.5, 1.5}));
+}
+
+TEST(Autograd, InPlaceOnAViewOfALeafOrAGraphIntermediateThrows) {
+  // Not recorded by autograd, so either would silently give wrong gradients.
+  Tensor x = leaf({1, 2}, {2});
+  EXPECT_TRUE(contains(error_message([&] { x.narrow(0, 0, 1).fill_(5.0); }), "in-place"));
+  Tensor y = x * 2.0;
+  EXPECT_TRUE(contains(error_message([&] { y.mul_(3.0); }), "part of a graph"));
+  EXPECT_EQ(values(x), (std::vector<double>{1, 2}));
 }
 
 TEST(Autograd, NoGradGuardStopsRecordingAndRestores) {

@@ -37,12 +37,12 @@ __global__ void convert_kernel(void* out, DType out_dtype, const void* source, D
   }
 }
 
-template <typename V>
-__global__ void fill_kernel(void* out, DType dtype, V value, int64_t n, StridedOffsets<1> offsets) {
+// The value converts from double exactly as the CPU's store<T>(double) does.
+__global__ void fill_kernel(void* out, DType dtype, double value, int64_t n, StridedOffsets<1> offsets) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     int64_t o[1];
     offsets.offsets(i, o);
-    store_as<V>(out, o[0], dtype, value);
+    store_as<double>(out, o[0], dtype, value);
   }
 }
 
@@ -154,12 +154,7 @@ void fill(Tensor& out, double value) {
   sy::cuda::DeviceGuard guard(device);
   StridedOffsets<1> offsets = make_strided_offsets<1>(out.shape(), {&out.strides()});
   cudaStream_t stream = sy::cuda::current_stream(device);
-  if (out.dtype() == DType::kI64) {
-    fill_kernel<int64_t><<<grid_for(n), kThreads, 0, stream>>>(out.data_ptr(), out.dtype(),
-                                                               static_cast<int64_t>(value), n, offsets);
-  } else {
-    fill_kernel<double><<<grid_for(n), kThreads, 0, stream>>>(out.data_ptr(), out.dtype(), value, n, offsets);
-  }
+  fill_kernel<<<grid_for(n), kThreads, 0, stream>>>(out.data_ptr(), out.dtype(), value, n, offsets);
   SY_CUDA_CHECK_LAUNCH();
 }
 

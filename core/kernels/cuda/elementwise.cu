@@ -11,6 +11,17 @@
 namespace sy::kernels::cuda {
 namespace {
 
+// a^b for integers, exact (the CPU's correctly rounded std::pow truncates to the same); a
+// negative exponent leaves 0 unless |a| = 1.
+__device__ __forceinline__ int64_t integer_power(int64_t a, int64_t b) {
+  if (b < 0) return a == 1 ? 1 : (a == -1 ? (b % 2 == 0 ? 1 : -1) : 0);
+  int64_t result = 1;
+  for (; b > 0; b /= 2, a *= a) {
+    if (b % 2 == 1) result *= a;
+  }
+  return result;
+}
+
 template <typename V>
 __device__ __forceinline__ V apply_unary(UnaryOp op, V x, V alpha, V beta) {
   if constexpr (std::is_integral_v<V>) {
@@ -21,6 +32,7 @@ __device__ __forceinline__ V apply_unary(UnaryOp op, V x, V alpha, V beta) {
       case UnaryOp::kClamp: return x < alpha ? alpha : (x > beta ? beta : x);
       case UnaryOp::kSign: return V((x > 0) - (x < 0));
       case UnaryOp::kReciprocal: return V(1) / x;
+      case UnaryOp::kPowScalar: return static_cast<V>(integer_power(x, alpha));
       default:  // the transcendental ones: through double, truncated as on the CPU
         return static_cast<V>(apply_unary<double>(op, static_cast<double>(x), static_cast<double>(alpha),
                                                   static_cast<double>(beta)));
@@ -56,7 +68,7 @@ __device__ __forceinline__ V apply_binary(BinaryOp op, V a, V b) {
     case BinaryOp::kDiv: return a / b;
     case BinaryOp::kPow:
       if constexpr (std::is_integral_v<V>) {
-        return static_cast<V>(pow(static_cast<double>(a), static_cast<double>(b)));
+        return static_cast<V>(integer_power(a, b));
       } else {
         return pow(a, b);
       }
