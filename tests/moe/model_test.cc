@@ -181,5 +181,119 @@ TEST(CountFlops, TiedHeadStillCountsItsMatmul) {
   EXPECT_EQ(count.matmul_parameters, 17408);
 }
 
+// dense_config with layer 1 an MoE layer: E 8, top-2, F 16, one shared expert of 16, gated.
+ModelConfig moe_config() {
+  ModelConfig c = dense_config();
+  c.first_k_dense_layers = 1;
+  c.moe.num_experts = 8;
+  c.moe.top_k = 2;
+  c.moe.expert_ffn_size = 16;
+  c.moe.num_shared_experts = 1;
+  c.moe.shared_expert_ffn_size = 16;
+  c.moe.shared_expert_gate = true;
+  c.moe.expert_bias = true;
+  return c;
+}
+
+TEST(Transformer, MoeLayerNamesFollowQwen2MoeAndDeepSeek) {
+  Transformer model(moe_config());
+  const std::map<std::string, Shape> shapes = shapes_of(model);
+  const std::map<std::string, Shape> expected_mlp = {
+      {"layers.1.mlp.gate.weight", {8, 32}},
+      {"layers.1.mlp.experts.w1", {8, 32, 32}},
+      {"layers.1.mlp.experts.w2", {8, 16, 32}},
+      {"layers.1.mlp.shared_experts.gate_proj.weight", {16, 32}},
+      {"layers.1.mlp.shared_experts.up_proj.weight", {16, 32}},
+      {"layers.1.mlp.shared_experts.down_proj.weight", {32, 16}},
+      {"layers.1.mlp.shared_expert_gate.weight", {1, 32}},
+  };
+  std::map<std::string, Shape> mlp;
+  for (const auto& [name, shape] : shapes) {
+    if (name.rfind("layers.1.mlp.", 0) == 0) mlp[name] = shape;
+  }
+  EXPECT_EQ(mlp, expected_mlp);
+  EXPECT_EQ(shapes.at("layers.0.mlp.gate_proj.weight"), (Shape{48, 32}));
+  // The expert bias is a saved buffer, not a parameter.
+  StateDict state = model.state_dict();
+  ASSERT_EQ(state.count("layers.1.mlp.gate.expert_bias"), 1u);
+  EXPECT_EQ(state.at("layers.1.mlp.gate.expert_bias").shape(), (Shape{8}));
+  EXPECT_EQ(model.moe_layers().size(), 1u);
+}
+
+TEST(Transformer, MoeInitFollowsTheSeedAndScalesW2) {
+  ModelConfig c = moe_config();
+  c.moe.num_experts = 64;
+  c.moe.top_k = 2;
+  c.moe.expert_ffn_size = 64;
+  c.init_std = 0.05;
+  Transformer a(c), b(c);
+  StateDict sa = a.state_dict(), sb = b.state_dict();
+  for (const auto& [name, tensor] : sa) EXPECT_EQ(tensor.to_vector<float>(), sb.at(name).to_vector<float>()) << name;
+  auto sample_std = [](const Tensor& t) {
+    std::vector<float> values = t.to_vector<float>();
+    double square = 0;
+    for (float v : values) square += double(v) * v;
+    return std::sqrt(square / values.size());
+  };
+  EXPECT_NEAR(sample_std(sa.at("layers.1.mlp.experts.w1")), 0.05, 0.002);
+  EXPECT_NEAR(sample_std(sa.at("layers.1.mlp.experts.w2")), 0.05 / 2.0, 0.001);  // 1/sqrt(2L), L = 2
+  EXPECT_NEAR(sample_std(sa.at("layers.1.mlp.gate.weight")), 0.05, 0.005);
+  EXPECT_EQ(sample_std(sa.at("layers.1.mlp.gate.expert_bias")), 0.0);
+}
+
+TEST(Transformer, LossIsLmLossPlusEveryEnabledAuxLoss) {
+  ModelConfig c = moe_config();
+  c.num_layers = 3;  // layers 1 and 2 are MoE
+  c.moe.load_balance_coeff = 0.01;
+  c.moe.z_loss_coeff = 0.001;
+  c.moe.sequence_load_balance_coeff = 0.02;
+  Transformer model(c);
+  Tensor tokens = Tensor::from_vector(std::vector<int64_t>{5, 9, 2, 7, 1, 3}, {2, 3}, DType::kI64);
+  ModelOutput out = model.forward(tokens, tokens);
+  ASSERT_EQ(out.moe_layers.size(), 2u);
+  double aux = 0;
+  for (const MoeLayerStats& stats : out.moe_layers) {
+    ASSERT_TRUE(stats.load_balance_loss.defined() && stats.z_loss.defined() &&
+                stats.sequence_load_balance_loss.defined());
+    EXPECT_FALSE(stats.global_load_balance_loss.defined());
+    aux += stats.load_balance_loss.item() + stats.z_loss.item() + stats.sequence_load_balance_loss.item();
+  }
+  EXPECT_NEAR(out.aux_loss.item(), aux, 1e-7);
+  EXPECT_GT(out.aux_loss.item(), 0.0);
+  EXPECT_NEAR(out.loss.item(), out.lm_loss.item() + aux, 1e-6);
+}
+
+// The dense config plus, in layer 1: router 8*32 = 256, experts 8 * 3*32*16 = 12288, shared
+// expert 3*32*16 = 1536, shared gate 32. Layer 1 holds 3072 + 64 + 256 + 12288 + 1536 + 32 =
+// 17248 against the dense 7744: total 19616 - 7744 + 17248 = 29120. A token skips 6 of 8
+// experts: active 29120 - 6 * 1536 = 19904. Matmul: layer 0 7680, layer 1 3072 + 256 +
+// 2 * 1536 + 1536 + 32 = 7968, head 2048: 17696. Forward at T = 8: 2 * 17696 + 2 * 512 = 36416.
+TEST(CountFlops, MoeMatchesHandCountAndTheModel) {
+  const ModelConfig c = moe_config();
+  FlopCount count = count_flops(c, 8);
+  EXPECT_EQ(count.total_parameters, 29120);
+  EXPECT_EQ(count.active_parameters, 19904);
+  EXPECT_EQ(count.matmul_parameters, 17696);
+  EXPECT_EQ(count.forward_flops_per_token, 36416.0);
+  EXPECT_EQ(count.training_flops_per_token, 3 * 36416.0);
+  EXPECT_EQ(count.total_parameters, Transformer(c).num_parameters());
+}
+
+// A fine-grained config (E 64, K 6, 2 shared, every other layer MoE, tied) against the model.
+TEST(CountFlops, FineGrainedTotalEqualsTheModelsParameters) {
+  ModelConfig c = dense_config();
+  c.num_layers = 4;
+  c.moe_layer_frequency = 2;
+  c.tie_embeddings = true;
+  c.moe.num_experts = 64;
+  c.moe.top_k = 6;
+  c.moe.expert_ffn_size = 16;
+  c.moe.num_shared_experts = 2;
+  c.moe.shared_expert_ffn_size = 16;
+  FlopCount count = count_flops(c, 128);
+  EXPECT_EQ(count.total_parameters, Transformer(c).num_parameters());
+  EXPECT_EQ(count.total_parameters - count.active_parameters, 2 * (64 - 6) * 3 * 32 * 16);
+}
+
 }  // namespace
 }  // namespace sy::testing
