@@ -26,7 +26,6 @@ class TransformerBlock;
 class Embedding;
 class Linear;
 class RMSNorm;
-class ModuleList;
 
 class Transformer : public Module {
  public:
