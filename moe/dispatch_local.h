@@ -13,7 +13,7 @@
 namespace sy {
 
 struct DispatchPlan {
-  Tensor token_index;   // (M) i64: source token of each permuted row (expert-major, stable)
+  Tensor token_index;   // (M) i64: source token of each permuted row (expert-major, stable), -1 for padding
   Tensor slot_index;    // (M) i64: flat index (token * K + k) of the routed slot, -1 for padding
   std::vector<int64_t> tokens_per_expert;  // (E) rows per expert, padding included
   int64_t dropped = 0;  // routed slots dropped by the capacity

@@ -10,6 +10,11 @@
 
 namespace sy {
 
+// The experts' math on explicit weights: x (M, C) in expert order, w1 (E, C, 2F), w2 (E, F, C)
+// of x's dtype -> (M, C) with out_e = (silu(x_e w1_e[:, :F]) * (x_e w1_e[:, F:])) w2_e.
+Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
+                      const std::vector<int64_t>& tokens_per_expert);
+
 class GroupedExperts : public Module {
  public:
   GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std);
@@ -22,7 +27,6 @@ class GroupedExperts : public Module {
   const Tensor& w2() const { return w2_; }
 
  private:
-  int64_t F_;
   Tensor w1_;  // (E, C, 2F)
   Tensor w2_;  // (E, F, C)
 };

@@ -5,6 +5,7 @@
 #include "core/ops/cross_entropy.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
+#include "core/ops/grouped_matmul.h"
 #include "core/ops/index.h"
 #include "core/ops/matmul.h"
 #include "core/ops/norm.h"

@@ -11,6 +11,7 @@
 #include "core/kernels/cpu/loops.h"
 #include "core/kernels/cpu/nn_kernels.h"
 #include "core/kernels/cpu/rows.h"
+#include "core/kernels/cpu/vector_math.h"
 
 namespace sy::kernels::cpu {
 namespace {
@@ -54,9 +55,10 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_i
     auto* lse_out = logsumexp.data<stat_t<T>>();
     for_each_row(N, V, [&](int64_t n) {
       const T* row = x + n * V;
-      double m = -std::numeric_limits<double>::infinity();
-      for (int64_t i = 0; i < V; ++i) m = std::max<double>(m, load<T>(row + i));
-      const double lse = m + std::log(sum_f64(V, [&](int64_t i) { return std::exp(load<T>(row + i) - m); }));
+      using V_t = compute_t<T>;
+      V_t m = -std::numeric_limits<V_t>::infinity();
+      for (int64_t i = 0; i < V; ++i) m = std::max<V_t>(m, load<T>(row + i));
+      const double lse = m + std::log(sum_f64(V, [&](int64_t i) { return fast_exp(load<T>(row + i) - m); }));
       lse_out[n] = static_cast<stat_t<T>>(lse);
       if (t[n] == ignore_index) {
         loss[n] = 0;
@@ -101,10 +103,11 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
       }
       const V_t scale = static_cast<V_t>(scales[n * scale_stride]);
       const V_t lse = static_cast<V_t>(lse_in[n]);
-      for (int64_t i = 0; i < V; ++i) store<T>(dr + i, scale * (std::exp(load<T>(row + i) - lse) - uniform));
+#pragma omp simd
+      for (int64_t i = 0; i < V; ++i) store<T>(dr + i, scale * (fast_exp(load<T>(row + i) - lse) - uniform));
       // The target's entry again from the logits (not from the rounded store above).
       const V_t on_target = static_cast<V_t>(1 - label_smoothing);
-      store<T>(dr + t[n], scale * (std::exp(load<T>(row + t[n]) - lse) - uniform - on_target));
+      store<T>(dr + t[n], scale * (fast_exp(load<T>(row + t[n]) - lse) - uniform - on_target));
     });
   });
 }

@@ -12,6 +12,7 @@
 #include "core/kernels/cpu/loops.h"
 #include "core/kernels/cpu/nn_kernels.h"
 #include "core/kernels/cpu/rows.h"
+#include "core/kernels/cpu/vector_math.h"
 
 namespace sy::kernels::cpu {
 
@@ -33,20 +34,21 @@ void softmax_rows(const Tensor& x, int64_t row_length, bool log, Tensor& out) {
       if constexpr (std::is_same_v<T, V>) {
         if (!log) {
           // Store exp(x - m) once, then scale: one exp per element.
-          for (int64_t i = 0; i < row_length; ++i) y[i] = std::exp(row[i] - m);
+#pragma omp simd
+          for (int64_t i = 0; i < row_length; ++i) y[i] = fast_exp(row[i] - m);
           const V inverse = static_cast<V>(1.0 / sum_f64(row_length, [&](int64_t i) { return y[i]; }));
           for (int64_t i = 0; i < row_length; ++i) y[i] *= inverse;
           return;
         }
       }
-      const double s = sum_f64(row_length, [&](int64_t i) { return std::exp(load<T>(row + i) - m); });
+      const double s = sum_f64(row_length, [&](int64_t i) { return fast_exp(load<T>(row + i) - m); });
       if (log) {
         // (x - m) first: exact for x near m, where log-probs matter most.
         const V log_s = static_cast<V>(std::log(s));
         for (int64_t i = 0; i < row_length; ++i) store<T>(y + i, (load<T>(row + i) - m) - log_s);
       } else {
         const V inverse = static_cast<V>(1.0 / s);
-        for (int64_t i = 0; i < row_length; ++i) store<T>(y + i, std::exp(load<T>(row + i) - m) * inverse);
+        for (int64_t i = 0; i < row_length; ++i) store<T>(y + i, fast_exp(load<T>(row + i) - m) * inverse);
       }
     });
   });
@@ -72,7 +74,7 @@ void softmax_backward_rows(const Tensor& y, const Tensor& grad, int64_t row_leng
       if (log) {
         const V total = static_cast<V>(sum_f64(row_length, [&](int64_t i) { return load<T>(gr + i); }));
         for (int64_t i = 0; i < row_length; ++i) {
-          store<T>(dr + i, load<T>(gr + i) - std::exp(load<T>(yr + i)) * total);
+          store<T>(dr + i, load<T>(gr + i) - fast_exp(load<T>(yr + i)) * total);
         }
       } else {
         const V dot = static_cast<V>(

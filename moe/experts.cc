@@ -1,0 +1,43 @@
+// GroupedExperts: the routed SwiGLU experts as two grouped GEMMs over the rows each expert
+// received. Parameters stay f32; the compute dtype follows the input.
+#include "moe/experts.h"
+
+#include "core/ops/ops.h"
+
+namespace sy {
+namespace {
+
+Tensor normal_parameter(const Shape& shape, double std) {
+  Tensor weight = Tensor::empty(shape);
+  normal_(weight, 0.0, std);
+  return weight;
+}
+
+}  // namespace
+
+Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
+                      const std::vector<int64_t>& tokens_per_expert) {
+  SY_CHECK(w1.dim() == 3 && w2.dim() == 3 && w1.size(2) == 2 * w2.size(1) && w2.size(2) == w1.size(1),
+           "grouped_swiglu: w1 ", ShapeString(w1.shape()), " and w2 ", ShapeString(w2.shape()),
+           " (expected (E, C, 2F) and (E, F, C))");
+  const int64_t F = w2.size(1);
+  Tensor h = grouped_matmul(x, w1, tokens_per_expert);  // (M, 2F)
+  Tensor activated = silu(h.narrow(1, 0, F)) * h.narrow(1, F, F);
+  return grouped_matmul(activated, w2, tokens_per_expert);
+}
+
+GroupedExperts::GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std) {
+  SY_CHECK(E > 0 && C > 0 && F > 0, "GroupedExperts: E ", E, ", C ", C, ", F ", F, " must be positive");
+  w1_ = register_parameter("w1", normal_parameter({E, C, 2 * F}, init_std));
+  w2_ = register_parameter("w2", normal_parameter({E, F, C}, output_std));
+}
+
+Tensor GroupedExperts::forward(const Tensor& x, const std::vector<int64_t>& tokens_per_expert) const {
+  SY_CHECK(x.dim() == 2 && x.size(1) == w1_.size(1), "GroupedExperts: x ", ShapeString(x.shape()),
+           " for w1 ", ShapeString(w1_.shape()), " (expected x (M, C))");
+  const Tensor w1 = w1_.dtype() == x.dtype() ? w1_ : w1_.to(x.dtype());
+  const Tensor w2 = w2_.dtype() == x.dtype() ? w2_ : w2_.to(x.dtype());
+  return grouped_swiglu(x, w1, w2, tokens_per_expert);
+}
+
+}  // namespace sy
