@@ -1,4 +1,5 @@
-// Allocators own device memory. The CPU allocator hands out 64-byte-aligned blocks; the
+// Allocators own device memory. The CPU allocator hands out 64-byte-aligned blocks and keeps
+// freed blocks of 1 MiB and more for reuse (up to 2 GiB); the
 // CUDA caching allocator (core/cuda/) keeps freed blocks per stream and size class.
 #pragma once
 
@@ -26,6 +27,8 @@ struct AllocatorStats {
 Allocator& cpu_allocator();
 AllocatorStats cpu_allocator_stats();
 void reset_cpu_peak_stats();
+// Returns the cached free blocks of the CPU allocator to the system.
+void cpu_empty_cache();
 
 // The allocator for a device (CUDA only under SY_WITH_CUDA).
 Allocator& allocator_for(Device device);

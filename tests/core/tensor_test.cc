@@ -118,3 +118,27 @@ TEST(Tensor, CudaWithoutDeviceFailsClearly) {
 
 }  // namespace
 }  // namespace sy
+
+namespace sy {
+namespace {
+
+TEST(CpuAllocator, ReusesLargeFreedBlocksAndEmptiesItsCache) {
+  cpu_empty_cache();
+  const size_t before = cpu_allocator_stats().allocations;
+  void* first = nullptr;
+  {
+    Tensor big = Tensor::empty({1 << 20});  // 4 MiB
+    first = big.storage()->data();
+  }
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, size_t{4} << 20);
+  Tensor again = Tensor::empty({1 << 20});
+  EXPECT_EQ(again.storage()->data(), first);
+  EXPECT_EQ(cpu_allocator_stats().allocations, before + 1);
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+  again = Tensor();
+  cpu_empty_cache();
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+}
+
+}  // namespace
+}  // namespace sy
