@@ -25,7 +25,7 @@ class TransformerBlock : public Module {
     post_attention_layernorm =
         register_module("post_attention_layernorm", std::make_shared<RMSNorm>(config.hidden_size, config.norm_eps));
     if (config.is_moe_layer(layer)) {
-      moe = register_module("mlp", std::make_shared<MoeLayer>(config.moe, config.hidden_size, std, output_std));
+      moe = register_module("mlp", std::make_shared<MoeLayer>(config.moe, config.hidden_size, std, output_std, generator));
     } else {
       dense = register_module("mlp", std::make_shared<SwiGLU>(config.hidden_size, config.ffn_size, std, generator));
     }

@@ -12,6 +12,8 @@ namespace sy::testing {
 namespace {
 
 // V 64, C 32, L 2, H 4, Hkv 2 (D 8), dense width 48.
+ModelConfig moe_config();  // below, with the MoE tests
+
 ModelConfig dense_config() {
   ModelConfig c;
   c.vocab_size = 64;
@@ -127,10 +129,12 @@ TEST(Transformer, InitStdScalesOutputProjectionsByOneOverSqrtTwoL) {
 TEST(Transformer, ConstructionLeavesTheDefaultGeneratorAlone) {
   manual_seed(123);
   Tensor before = randn({8});
-  manual_seed(123);
-  Transformer model(dense_config());
-  Tensor after = randn({8});
-  EXPECT_EQ(before.to_vector<float>(), after.to_vector<float>());
+  for (const ModelConfig& config : {dense_config(), moe_config()}) {
+    manual_seed(123);
+    Transformer model(config);
+    Tensor after = randn({8});
+    EXPECT_EQ(before.to_vector<float>(), after.to_vector<float>());
+  }
 }
 
 TEST(Transformer, DenseLossIsLmLossAndIgnoresMinus100) {
