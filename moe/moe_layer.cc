@@ -60,7 +60,7 @@ Tensor MoeLayer::forward(const Tensor& x, MoeLayerStats* stats) {
   // Routed slots of this micro-batch per expert; the step's sum grows in training only, so
   // evaluation forwards leave the bias update and the global loss of the step untouched.
   const Tensor routed_counts = count_tokens_per_expert(routing.topk_indices, E);
-  Tensor step_counts = step_counts_ + routed_counts;
+  Tensor step_counts = step_counts_.to(routed_counts.device()) + routed_counts;
   const int64_t step_slots = step_slots_ + routing.topk_indices.numel();
   if (is_training()) {
     step_counts_ = step_counts;

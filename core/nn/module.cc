@@ -117,6 +117,23 @@ void Module::train(bool training) {
   for (auto& [name, child] : children_) child->train(training);
 }
 
+void Module::to(Device device) {
+  std::vector<std::pair<std::string, Tensor>> named;
+  collect("", /*parameters=*/true, /*buffers=*/true, /*persistent_only=*/false, &named);
+  NoGradGuard no_grad;  // the copies are data movement, not part of any graph
+  std::set<const TensorImpl*> moved;  // a tied tensor is moved once
+  for (auto& [name, tensor] : named) {
+    if (!moved.insert(tensor.impl_ptr().get()).second || tensor.device() == device) continue;
+    Tensor copy = tensor.detach().to(device).contiguous();
+    Tensor grad = tensor.grad();
+    TensorImpl& impl = tensor.impl();
+    impl.storage = copy.storage();
+    impl.strides = copy.strides();
+    impl.offset = copy.offset();
+    if (grad.defined()) tensor.set_grad(grad.detach().to(device));
+  }
+}
+
 StateDict Module::state_dict() const {
   std::vector<std::pair<std::string, Tensor>> named;
   collect("", /*parameters=*/true, /*buffers=*/true, /*persistent_only=*/true, &named);

@@ -44,6 +44,12 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // Moves every parameter, buffer (and accumulated gradient) of this module and its descendants
+  // to `device`. The move swaps the storage of each tensor in place, so every handle to it (a
+  // subclass's `weight_`, a tied weight, an optimizer's list) sees the new device, and parameters
+  // stay leaves that require grad. Views held apart from the registered tensors do not follow.
+  void to(Device device);
+
   // Parameters and persistent buffers, sharing storage with the module.
   StateDict state_dict() const;
   // Copies every entry of `state` into the module (converting dtype and device). Fails,

@@ -1,5 +1,5 @@
 // Indexing ops: argument checks, the CPU kernels of core/kernels/cpu/index_kernels.h (and the
-// CUDA kernels for topk, index_select and index_add, the MoE routing path), and their backward
+// CUDA kernels for topk, gather, index_select and index_add, the MoE routing path), and their backward
 // (gather <-> scatter_add, index_select <-> index_add, sort/topk scatter the values' gradient
 // back through their indices, cumsum <-> reverse cumsum).
 #include "core/ops/index.h"
@@ -51,9 +51,14 @@ Tensor broadcast_along(const Tensor& index64, const Shape& shape, int64_t dim) {
   return detail::as_strided(index64, shape, strides, index64.offset());
 }
 
+// index64 on x's device.
 Tensor gather_impl(const Tensor& x, int64_t dim, const Tensor& index64) {
   Tensor out = Tensor::empty(index64.shape(), x.dtype(), x.device());
-  cpu::gather(x.detach(), dim, index64, out);
+  if (x.device().is_cuda()) {
+    SY_CUDA_KERNEL("gather", kernels::cuda::gather(x.detach(), dim, index64, out));
+  } else {
+    cpu::gather(x.detach(), dim, index64, out);
+  }
   return out;
 }
 
@@ -61,8 +66,9 @@ Tensor gather_impl(const Tensor& x, int64_t dim, const Tensor& index64) {
 Tensor scatter_add_impl(const Tensor& x, int64_t dim, const Tensor& index64, const Tensor& source,
                         double alpha) {
   if (!x.device().is_cpu()) {
-    // Reached from CUDA only by topk's backward, which the router never runs (it ranks
-    // detached scores): no CUDA scatter kernel, so the host computes it.
+    // No CUDA scatter kernel: the host computes it. Reached from CUDA by gather's backward (the
+    // router's (N, K) weights), scatter_add (the sequence balancing loss's (B, T*K) ones) and
+    // topk's backward (never run by the router: it ranks detached scores); all small.
     const Device cpu_device = Device::CPU();
     return scatter_add_impl(x.detach().to(cpu_device), dim, index64.to(cpu_device), source.detach().to(cpu_device),
                             alpha)
@@ -176,7 +182,6 @@ std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool lar
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  require_cpu("gather", x);
   dim = x.wrap_dim(dim);
   SY_CHECK(index.dim() == x.dim(), "gather: index ", ShapeString(index.shape()), " and x ",
            ShapeString(x.shape()), " must have the same number of dims");
@@ -184,7 +189,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     SY_CHECK(d == dim || index.size(d) <= x.size(d), "gather: index ", ShapeString(index.shape()),
              " is larger than x ", ShapeString(x.shape()), " in dimension ", d);
   }
-  Tensor index64 = checked_index("gather", index, dim, x.size(dim));
+  Tensor index64 = checked_index("gather", index, dim, x.size(dim), x.device());
   Tensor out = gather_impl(x, dim, index64);
   record("GatherBackward", {x}, {out}, [shape = x.shape(), dim, index64](const std::vector<Tensor>& g) {
     Tensor zeros = Tensor::zeros(shape, g[0].dtype(), g[0].device());
@@ -194,8 +199,9 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
-  require_cpu("scatter_add", x);
-  require_cpu("scatter_add", src);
+  // A CUDA scatter_add runs on the host (scatter_add_impl): the MoE sequence balancing loss
+  // scatters only (B, T*K) ones.
+  require_same_device("scatter_add", x, src);
   dim = x.wrap_dim(dim);
   SY_CHECK(x.dtype() == src.dtype(), "scatter_add: x is ", dtype_name(x.dtype()), " but src is ",
            dtype_name(src.dtype()));
@@ -207,7 +213,7 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
              "scatter_add: index ", ShapeString(index.shape()), " does not fit src ",
              ShapeString(src.shape()), " or x ", ShapeString(x.shape()), " in dimension ", d);
   }
-  Tensor index64 = checked_index("scatter_add", index, dim, x.size(dim));
+  Tensor index64 = checked_index("scatter_add", index, dim, x.size(dim), x.device());
   Tensor out = scatter_add_impl(x, dim, index64, src, 1.0);
   record("ScatterAddBackward", {x, src}, {out},
          [dim, index64, src_shape = src.shape()](const std::vector<Tensor>& g) {
@@ -272,7 +278,11 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
 Tensor cumsum(const Tensor& x, int64_t dim) { return cumsum_directed(x, dim, false); }
 
 Tensor bincount(const Tensor& x, int64_t minlength) {
-  require_cpu("bincount", x);
+  if (x.device().is_cuda()) {
+    // Counted on the host: the MoE counts E experts over N*K indices, and the length of the
+    // result depends on the largest value, which the host must know anyway.
+    return bincount(x.detach().to(Device::CPU()), minlength).to(x.device());
+  }
   SY_CHECK(x.dim() == 1 && is_integer(x.dtype()), "bincount: expected a 1-D integer tensor, got ",
            ShapeString(x.shape()), " ", dtype_name(x.dtype()));
   SY_CHECK(minlength >= 0, "bincount: minlength ", minlength, " is negative");

@@ -57,10 +57,13 @@ Tensor rows_of(const Tensor& x, const ReducePlan& plan) {
 }
 
 Tensor reduce(ReduceOp op, const Tensor& x, const ReducePlan& plan) {
-  require_cpu("reduction", x);
   Tensor rows = rows_of(x.detach(), plan);
   Tensor out = Tensor::empty(plan.out_shape, x.dtype(), x.device());
-  kernels::cpu::reduce_rows(op, rows, plan.row_length, out);
+  if (x.device().is_cuda()) {
+    SY_CUDA_KERNEL("reduction", kernels::cuda::reduce_rows(op, rows, plan.row_length, out));
+  } else {
+    kernels::cpu::reduce_rows(op, rows, plan.row_length, out);
+  }
   return out;
 }
 
@@ -109,8 +112,10 @@ Tensor extremum(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
   record(op == ReduceOp::kMax ? "MaxBackward" : "MinBackward", {x}, {out},
          [saved_x = SavedTensor(x), saved_out = SavedTensor(out), kept = plan.kept_shape,
           d = plan.dims.empty() ? 0 : plan.dims[0]](const std::vector<Tensor>& g) {
-           Tensor x = saved_x.get();
-           Tensor hits = eq(x, saved_out.get().reshape(kept)).to(DType::kI64);
+           // The first-hit mask is found on the host (a CUDA x is copied there).
+           const Device cpu_device = Device::CPU();
+           Tensor x = saved_x.get().to(cpu_device);
+           Tensor hits = eq(x, saved_out.get().to(cpu_device).reshape(kept)).to(DType::kI64);
            // First hit only: a hit whose running count along d is 1.
            Tensor running = hits;
            if (x.dim() > 0) {
@@ -129,7 +134,7 @@ Tensor extremum(ReduceOp op, const Tensor& x, int64_t dim, bool keepdim) {
              }
              running = moved_counts.transpose(d, -1);
            }
-           Tensor first = running.to(g[0].dtype());
+           Tensor first = running.to(g[0].dtype()).to(g[0].device());
            return std::vector<Tensor>{first * g[0].reshape(kept)};
          });
   return out;

@@ -161,6 +161,31 @@ TEST(Module, ZeroGradDropsGradients) {
   for (const auto& [name, p] : model.named_parameters()) EXPECT_FALSE(p.grad().defined()) << name;
 }
 
+TEST(Module, ToTheCurrentDeviceKeepsStorageGradientsAndLeaves) {
+  ToyModel model(11, 8, 12, 1);
+  sum(model.forward(toy_ids())).backward();
+  std::vector<std::pair<std::string, Tensor>> before = model.named_parameters();
+  std::vector<const void*> storages, grads;
+  for (const auto& [name, p] : before) {
+    storages.push_back(p.storage().get());
+    grads.push_back(p.grad().storage().get());
+  }
+  model.to(Device::CPU());
+  std::vector<std::pair<std::string, Tensor>> after = model.named_parameters();
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    const Tensor& p = after[i].second;
+    EXPECT_TRUE(p.same(before[i].second)) << after[i].first;
+    EXPECT_EQ(p.storage().get(), storages[i]) << after[i].first;
+    EXPECT_EQ(p.grad().storage().get(), grads[i]) << after[i].first;
+    EXPECT_TRUE(p.is_leaf() && p.requires_grad()) << after[i].first;
+  }
+  // The handle a subclass holds is the registered tensor.
+  bool found = false;
+  for (const auto& [name, p] : after) found = found || (name == "lm_head.weight" && p.same(model.lm_head->weight));
+  EXPECT_TRUE(found);
+}
+
 TEST(Module, GradientReachesEveryParameter) {
   ToyModel model(11, 8, 12, 2);
   scramble(model, 3);

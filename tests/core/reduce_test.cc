@@ -57,7 +57,9 @@ OpCase reduce_case(std::string name, Shape shape, std::vector<int64_t> dims, boo
           .op = [op](const std::vector<Tensor>& x) { return op(x[0]); },
           .reference = [dims, keepdim, f](const std::vector<HostArray>& x) {
             return reduce_reference(x[0], dims, keepdim, f);
-          }};
+          },
+          .cuda = true,
+          .cuda_tolerance = 1e-5};
 }
 
 std::vector<OpCase> reduce_cases() {

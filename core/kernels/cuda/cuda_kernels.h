@@ -53,4 +53,13 @@ void grouped_gemm(const Tensor& x, const Tensor& w, const std::vector<int64_t>& 
 // empty group); x, dout, dw contiguous.
 void grouped_gemm_weight_grad(const Tensor& x, const Tensor& dout, const std::vector<int64_t>& counts, Tensor& dw);
 
+// ---- reduce_gather.cu: row reductions and gather ----
+// out[r] = sum / max / min of the contiguous row r of x (rows, row_length), out contiguous
+// (rows) in x's dtype. Sums accumulate in f64; max/min return NaN for a row holding one and
+// fail for an empty row; i64 max/min fail (the f64 path would not be exact).
+void reduce_rows(ReduceOp op, const Tensor& x, int64_t row_length, Tensor& out);
+// out = x gathered along dim at index (contiguous i64, x's rank, every value in range, checked by
+// the op); x any strides and dtype, out contiguous of index's shape.
+void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out);
+
 }  // namespace sy::kernels::cuda
