@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/nn/module.h"
+#include "core/random.h"
 #include "core/tensor.h"
 
 namespace sy {
@@ -17,7 +18,9 @@ Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
 
 class GroupedExperts : public Module {
  public:
-  GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std);
+  // Initial weights from `generator` (null: the default generator).
+  GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std,
+                 Generator* generator = nullptr);
 
   // x (M, C) in expert order, tokens_per_expert (E) summing to M -> (M, C):
   // silu(x W_gate) * (x W_up) @ w2 per expert.

@@ -22,10 +22,17 @@ struct ModelOutput {
   std::vector<MoeLayerStats> moe_layers;  // one per MoE layer, in layer order
 };
 
+class TransformerBlock;
+class Embedding;
+class Linear;
+class RMSNorm;
+
 class Transformer : public Module {
  public:
-  // Initializes normal(0, init_std), output projections (o_proj, down_proj, w2) with
-  // init_std / sqrt(2L); deterministic for config.seed.
+  // Initializes every weight matrix normal(0, init_std), the output projections (o_proj,
+  // down_proj, experts.w2) normal(0, init_std / sqrt(2L)), norms to ones and the expert
+  // bias to zeros. One Generator seeded with config.seed draws every parameter in
+  // named_parameters() order, so a config always gives the same model.
   explicit Transformer(const ModelConfig& config);
 
   // tokens (B, T) i64; targets (B, T) i64 or undefined (ignore_index -100 skips a position).
@@ -37,15 +44,32 @@ class Transformer : public Module {
 
  private:
   ModelConfig config_;
-  std::vector<std::shared_ptr<Module>> blocks_;
+  std::shared_ptr<Embedding> embed_tokens_;
+  std::shared_ptr<ModuleList> layers_;  // of TransformerBlock
+  std::shared_ptr<RMSNorm> norm_;
+  std::shared_ptr<Linear> lm_head_;  // null when tie_embeddings
 };
 
-// Parameter counts and training FLOPs per token: forward + backward = 3x forward, forward
-// = 2 x active matmul parameters + causal attention 2 * 2 * T * C / 2 per layer (scores and
-// weighted values, half of the T x T entries under the causal mask), LM head included.
+// Parameter counts and training FLOPs per token for sequences of T = seq_len tokens.
+//   total_parameters:  every parameter (= Transformer(config).num_parameters(); buffers such
+//                      as the expert bias are not parameters).
+//   active_parameters: the parameters one token uses: total minus the E - K routed experts it
+//                      skips in each MoE layer (embeddings, norms, router, shared experts kept).
+//   matmul parameters: the active weights a token multiplies with: q/k/v/o projections, the
+//                      dense FFN or router + K routed experts + shared experts (+ shared gate),
+//                      and the LM head (V x C, counted also when tied). The embedding lookup and
+//                      the norms are not matmuls.
+//   forward FLOPs per token = 2 * matmul parameters
+//                           + per layer 2 * 2 * T * C / 2: Q K^T and the attention-weighted V,
+//                             2 * T * C each over all T keys (H heads of D, H * D = C, also with
+//                             GQA), halved because the causal mask leaves half the T x T entries.
+//   training_flops_per_token = 3 * forward (the backward costs two forwards): 6 * matmul
+//                              parameters + 6 * T * C per layer.
 struct FlopCount {
   int64_t total_parameters = 0;
-  int64_t active_parameters = 0;    // per token: K routed + shared experts, embeddings included
+  int64_t active_parameters = 0;
+  int64_t matmul_parameters = 0;
+  double forward_flops_per_token = 0;
   double training_flops_per_token = 0;
 };
 FlopCount count_flops(const ModelConfig& config, int64_t seq_len);

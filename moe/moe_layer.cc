@@ -13,24 +13,25 @@
 
 namespace sy {
 
-MoeLayer::MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std)
+MoeLayer::MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std,
+                   Generator* generator)
     : config_(config) {
   SY_CHECK(config.num_experts > 0, "MoeLayer: num_experts ", config.num_experts, " must be positive");
-  router_ = register_module("gate", std::make_shared<Router>(config, hidden_size, init_std));
+  router_ = register_module("gate", std::make_shared<Router>(config, hidden_size, init_std, generator));
   experts_ = register_module("experts", std::make_shared<GroupedExperts>(config.num_experts, hidden_size,
                                                                          config.expert_ffn_size, init_std,
-                                                                         output_std));
+                                                                         output_std, generator));
   if (config.num_shared_experts > 0) {
     shared_experts_ = register_module(
         "shared_experts",
-        std::make_shared<SwiGLU>(hidden_size, config.num_shared_experts * config.shared_expert_ffn_size, init_std));
+        std::make_shared<SwiGLU>(hidden_size, config.num_shared_experts * config.shared_expert_ffn_size, init_std, generator));
     // The down projection is an output projection: it takes the scaled std.
     NoGradGuard no_grad;
-    normal_(shared_experts_->down_proj->weight, 0.0, output_std);
+    normal_(shared_experts_->down_proj->weight, 0.0, output_std, generator);
   }
   if (config.shared_expert_gate) {
     SY_CHECK(shared_experts_ != nullptr, "MoeLayer: shared_expert_gate without shared experts");
-    shared_expert_gate_ = register_module("shared_expert_gate", std::make_shared<Linear>(hidden_size, 1, false, init_std));
+    shared_expert_gate_ = register_module("shared_expert_gate", std::make_shared<Linear>(hidden_size, 1, false, init_std, generator));
   }
   reset_step_counts();
 }

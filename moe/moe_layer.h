@@ -28,7 +28,9 @@ struct MoeLayerStats {
 // Named as Qwen2-MoE / DeepSeek: gate, experts, shared_experts, shared_expert_gate.
 class MoeLayer : public Module {
  public:
-  MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std);
+  // Initial weights from `generator` (null: the default generator).
+  MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std,
+           Generator* generator = nullptr);
 
   // x (B, T, C) -> (B, T, C). `stats` receives this forward's losses and counts.
   Tensor forward(const Tensor& x, MoeLayerStats* stats);

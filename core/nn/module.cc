@@ -143,6 +143,11 @@ absl::Status Module::load_state_dict(const StateDict& state) {
       problems.push_back(absl::StrCat("shape mismatch for '", name, "': the state dict has ",
                                       ShapeString(found->second.shape()), ", the module expects ",
                                       ShapeString(tensor.shape())));
+    } else if (is_floating(found->second.dtype()) != is_floating(tensor.dtype())) {
+      // Float precisions convert (a bf16 checkpoint into f32 weights); integers never do.
+      problems.push_back(absl::StrCat("dtype mismatch for '", name, "': the state dict has ",
+                                      dtype_name(found->second.dtype()), ", the module expects ",
+                                      dtype_name(tensor.dtype())));
     }
   }
   for (const auto& [name, tensor] : state) {

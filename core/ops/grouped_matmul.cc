@@ -1,6 +1,7 @@
 // grouped_matmul: the expert GEMM over variable row counts. The input gradient is the same
 // op on a transposed view of w (read by BLAS without a copy); the weight gradient is one
-// x_e^T @ dout_e per group. bf16/f16 are computed in f32.
+// x_e^T @ dout_e per group. bf16/f16 are computed in f32: on the CPU by casting to f32, on
+// CUDA as cuBLASLt's f32 accumulation of the bf16/f16 operands.
 #include "core/ops/grouped_matmul.h"
 
 #include "core/autograd/node.h"
@@ -18,6 +19,12 @@ bool blas_type(DType dtype) { return dtype == DType::kF32 || dtype == DType::kF6
 // The product in x's dtype, recording nothing.
 Tensor product(Tensor x, Tensor w, const std::vector<int64_t>& counts) {
   const DType dtype = x.dtype();
+  if (x.device().is_cuda()) {
+    x = x.contiguous();
+    Tensor out = Tensor::empty({x.size(0), w.size(2)}, dtype, x.device());
+    SY_CUDA_KERNEL("grouped_matmul", kernels::cuda::grouped_gemm(x, w, counts, out));
+    return out;
+  }
   if (!blas_type(dtype)) {
     x = x.to(DType::kF32);
     w = w.to(DType::kF32);
@@ -32,6 +39,13 @@ Tensor product(Tensor x, Tensor w, const std::vector<int64_t>& counts) {
 // dw (E, Cin, Cout) in `dtype` from x (N, Cin) and dout (N, Cout).
 Tensor weight_gradient(Tensor x, Tensor dout, const std::vector<int64_t>& counts, const Shape& w_shape,
                        DType dtype) {
+  if (x.device().is_cuda()) {
+    x = x.contiguous();
+    dout = dout.to(dtype).contiguous();
+    Tensor dw = Tensor::empty(w_shape, dtype, x.device());
+    SY_CUDA_KERNEL("grouped_matmul", kernels::cuda::grouped_gemm_weight_grad(x, dout, counts, dw));
+    return dw;
+  }
   if (!blas_type(dtype)) {
     x = x.to(DType::kF32);
     dout = dout.to(DType::kF32);
@@ -46,8 +60,7 @@ Tensor weight_gradient(Tensor x, Tensor dout, const std::vector<int64_t>& counts
 }  // namespace
 
 Tensor grouped_matmul(const Tensor& x, const Tensor& w, const std::vector<int64_t>& counts) {
-  require_cpu("grouped_matmul", x);
-  require_cpu("grouped_matmul", w);
+  require_same_device("grouped_matmul", x, w);
   SY_CHECK(x.dim() == 2 && w.dim() == 3 && x.size(1) == w.size(1), "grouped_matmul: x ",
            ShapeString(x.shape()), " and w ", ShapeString(w.shape()), " (expected x (N, Cin), w (E, Cin, Cout))");
   SY_CHECK(static_cast<int64_t>(counts.size()) == w.size(0), "grouped_matmul: ", counts.size(),

@@ -1,6 +1,7 @@
-// Indexing ops: argument checks, the CPU kernels of core/kernels/cpu/index_kernels.h, and
-// their backward (gather <-> scatter_add, index_select <-> index_add, sort/topk scatter the
-// values' gradient back through their indices, cumsum <-> reverse cumsum).
+// Indexing ops: argument checks, the CPU kernels of core/kernels/cpu/index_kernels.h (and the
+// CUDA kernels for topk, index_select and index_add, the MoE routing path), and their backward
+// (gather <-> scatter_add, index_select <-> index_add, sort/topk scatter the values' gradient
+// back through their indices, cumsum <-> reverse cumsum).
 #include "core/ops/index.h"
 
 #include <algorithm>
@@ -18,17 +19,29 @@ namespace cpu = kernels::cpu;
 bool is_integer(DType dtype) { return dtype == DType::kI32 || dtype == DType::kI64; }
 
 // The index as contiguous i64 with every value in [0, size), checked on one core so that
-// the kernels can trust it.
-Tensor checked_index(const char* op, const Tensor& index, int64_t dim, int64_t size) {
-  require_cpu(op, index);
+// the kernels can trust it, on `device` (the indexed tensor's). A CUDA index is checked on a
+// host copy: the MoE indices are small, and a bad one must fail here, not fault in a kernel.
+Tensor checked_index(const char* op, const Tensor& index, int64_t dim, int64_t size,
+                     Device device = Device::CPU()) {
+  SY_CHECK(index.device() == device, op, ": index on ", index.device().to_string(), " for a tensor on ",
+           device.to_string());
   SY_CHECK(is_integer(index.dtype()), op, ": index must be i32 or i64, got ", dtype_name(index.dtype()));
-  Tensor index64 = index.detach().to(DType::kI64).contiguous();
+  Tensor index64 = index.detach().to(Device::CPU()).to(DType::kI64).contiguous();
   const int64_t* values = index64.data<int64_t>();
   for (int64_t i = 0; i < index64.numel(); ++i) {
     SY_CHECK(values[i] >= 0 && values[i] < size, op, ": index ", values[i],
              " is out of range for dimension ", dim, " of size ", size);
   }
-  return index64;
+  if (device.is_cpu()) return index64;
+  return index.dtype() == DType::kI64 && index.is_contiguous() ? index.detach() : index64.to(device);
+}
+
+// A contiguous x seen as (outer, x.size(dim), inner): the row layout of the CUDA kernels.
+Tensor rows_view(const Tensor& x, int64_t dim) {
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= x.size(d);
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
+  return x.reshape({outer, x.dim() == 0 ? 1 : x.size(dim), inner});
 }
 
 // A 1-D index of length L seen with `shape` (shape[dim] == L): stride 0 on every other dim.
@@ -47,6 +60,14 @@ Tensor gather_impl(const Tensor& x, int64_t dim, const Tensor& index64) {
 // x + scatter of source (only its first index.shape elements along every dim) at index.
 Tensor scatter_add_impl(const Tensor& x, int64_t dim, const Tensor& index64, const Tensor& source,
                         double alpha) {
+  if (!x.device().is_cpu()) {
+    // Reached from CUDA only by topk's backward, which the router never runs (it ranks
+    // detached scores): no CUDA scatter kernel, so the host computes it.
+    const Device cpu_device = Device::CPU();
+    return scatter_add_impl(x.detach().to(cpu_device), dim, index64.to(cpu_device), source.detach().to(cpu_device),
+                            alpha)
+        .to(x.device());
+  }
   Tensor out = x.detach().clone();
   Tensor window = detail::as_strided(source, index64.shape(), source.strides(), source.offset());
   cpu::scatter_add(out, dim, index64, window, alpha);
@@ -79,6 +100,17 @@ void record_scatter_back(const char* name, const Tensor& x, int64_t dim, const T
            Tensor zeros = Tensor::zeros(shape, g[0].dtype(), g[0].device());
            return std::vector<Tensor>{scatter_add_impl(zeros, dim, saved_indices.get(), g[0], 1.0)};
          });
+}
+
+// out (contiguous) += alpha * source's slices at the 1-D index64 (on out's device) along dim.
+void add_rows(Tensor& out, int64_t dim, const Tensor& index64, const Tensor& source, double alpha) {
+  if (out.device().is_cuda()) {
+    Tensor out_rows = rows_view(out, dim);
+    SY_CUDA_KERNEL("index_add", kernels::cuda::index_add_rows(out_rows, index64.reshape({index64.numel()}),
+                                                              rows_view(source.contiguous(), dim), alpha));
+  } else {
+    cpu::scatter_add(out, dim, broadcast_along(index64, source.shape(), dim), source, alpha);
+  }
 }
 
 Tensor cumsum_directed(const Tensor& x, int64_t dim, bool reverse) {
@@ -120,7 +152,6 @@ std::pair<Tensor, Tensor> sort(const Tensor& x, int64_t dim, bool descending) {
 Tensor argsort(const Tensor& x, int64_t dim, bool descending) { return sort(x.detach(), dim, descending).second; }
 
 std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
-  require_cpu("topk", x);
   if (x.dim() == 0) {
     auto [values, indices] = topk(x.reshape({1}), k, 0, largest);
     return {values.reshape({}), indices.reshape({})};
@@ -133,7 +164,11 @@ std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool lar
   out_shape.back() = k;
   Tensor values = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor indices = Tensor::empty(out_shape, DType::kI64, x.device());
-  cpu::topk_rows(rows, x.size(dim), k, largest, values, indices);
+  if (x.device().is_cuda()) {
+    SY_CUDA_KERNEL("topk", kernels::cuda::topk_rows(rows, x.size(dim), k, largest, values, indices));
+  } else {
+    cpu::topk_rows(rows, x.size(dim), k, largest, values, indices);
+  }
   values = dim_back(values, dim);
   indices = dim_back(indices, dim);
   record_scatter_back("TopkBackward", x, dim, values, indices);
@@ -189,37 +224,43 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  require_cpu("index_select", x);
   dim = x.wrap_dim(dim);
   SY_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", ShapeString(index.shape()));
-  Tensor index64 = checked_index("index_select", index, dim, x.size(dim));
+  Tensor index64 = checked_index("index_select", index, dim, x.size(dim), x.device());
   Shape shape = x.shape();
   shape[dim] = index64.numel();
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  cpu::gather(x.detach(), dim, broadcast_along(index64, shape, dim), out);
+  if (x.device().is_cuda()) {
+    Tensor out_rows = rows_view(out, dim);
+    SY_CUDA_KERNEL("index_select",
+                   kernels::cuda::index_select_rows(rows_view(x.detach().contiguous(), dim),
+                                                    index64.reshape({index64.numel()}), out_rows));
+  } else {
+    cpu::gather(x.detach(), dim, broadcast_along(index64, shape, dim), out);
+  }
   record("IndexSelectBackward", {x}, {out}, [shape = x.shape(), dim, index64](const std::vector<Tensor>& g) {
     Tensor grad = Tensor::zeros(shape, g[0].dtype(), g[0].device());
-    cpu::scatter_add(grad, dim, broadcast_along(index64, g[0].shape(), dim), g[0], 1.0);
+    add_rows(grad, dim, index64, g[0], 1.0);
     return std::vector<Tensor>{grad};
   });
   return out;
 }
 
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source, double alpha) {
-  require_cpu("index_add", x);
-  require_cpu("index_add", source);
+  require_same_device("index_add", x, source);
   dim = x.wrap_dim(dim);
   SY_CHECK(x.dtype() == source.dtype(), "index_add: x is ", dtype_name(x.dtype()), " but source is ",
            dtype_name(source.dtype()));
   SY_CHECK(index.dim() <= 1, "index_add: index must be 1-D, got ", ShapeString(index.shape()));
-  Tensor index64 = checked_index("index_add", index, dim, x.size(dim));
+  Tensor index64 = checked_index("index_add", index, dim, x.size(dim), x.device());
   Shape expected = x.shape();
   expected[dim] = index64.numel();
   SY_CHECK(source.shape() == expected, "index_add: source ", ShapeString(source.shape()),
            " should be ", ShapeString(expected), " for x ", ShapeString(x.shape()), " and ",
            index64.numel(), " indices along dimension ", dim);
-  Tensor out = x.detach().clone();
-  cpu::scatter_add(out, dim, broadcast_along(index64, source.shape(), dim), source.detach(), alpha);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  out.copy_(x.detach());
+  add_rows(out, dim, index64, source.detach(), alpha);
   record("IndexAddBackward", {x, source}, {out}, [dim, index64, alpha](const std::vector<Tensor>& g) {
     Tensor grad_source = index_select(g[0], dim, index64);
     if (alpha != 1.0) grad_source.mul_(alpha);
