@@ -33,7 +33,7 @@ int print_version(const std::vector<std::string>&) {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> list = {
       {"version", "print the version and the backends built", print_version},
-      {"bench", "benchmarks against PyTorch: `switchyard bench ops`", run_bench},
+      {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
   };
   return list;
 }

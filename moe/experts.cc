@@ -5,15 +5,6 @@
 #include "core/ops/ops.h"
 
 namespace sy {
-namespace {
-
-Tensor normal_parameter(const Shape& shape, double std, Generator* generator) {
-  Tensor weight = Tensor::empty(shape);
-  normal_(weight, 0.0, std, generator);
-  return weight;
-}
-
-}  // namespace
 
 Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
                       const std::vector<int64_t>& tokens_per_expert) {
@@ -29,8 +20,8 @@ Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
 GroupedExperts::GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std,
                                Generator* generator) {
   SY_CHECK(E > 0 && C > 0 && F > 0, "GroupedExperts: E ", E, ", C ", C, ", F ", F, " must be positive");
-  w1_ = register_parameter("w1", normal_parameter({E, C, 2 * F}, init_std, generator));
-  w2_ = register_parameter("w2", normal_parameter({E, F, C}, output_std, generator));
+  w1_ = register_parameter("w1", normal({E, C, 2 * F}, 0.0, init_std, DType::kF32, generator));
+  w2_ = register_parameter("w2", normal({E, F, C}, 0.0, output_std, DType::kF32, generator));
 }
 
 Tensor GroupedExperts::forward(const Tensor& x, const std::vector<int64_t>& tokens_per_expert) const {

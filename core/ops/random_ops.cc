@@ -47,9 +47,14 @@ Tensor rand(const Shape& shape, DType dtype, Generator* generator) {
 }
 
 Tensor randn(const Shape& shape, DType dtype, Generator* generator) {
-  SY_CHECK(is_floating(dtype), "randn: dtype must be floating, got ", dtype_name(dtype));
+  return normal(shape, 0.0, 1.0, dtype, generator);
+}
+
+Tensor normal(const Shape& shape, double mean, double std, DType dtype, Generator* generator) {
+  SY_CHECK(is_floating(dtype) && std >= 0, "normal: needs a floating dtype and std >= 0, got ",
+           dtype_name(dtype), " and std ", std);
   Tensor out = Tensor::empty(shape, dtype);
-  cpu::normal(reserve_for(shape, generator), 0.0, 1.0, out);
+  cpu::normal(reserve_for(shape, generator), mean, std, out);
   return out;
 }
 

@@ -9,6 +9,9 @@ namespace sy {
 
 Tensor rand(const Shape& shape, DType dtype = DType::kF32, Generator* generator = nullptr);   // U[0, 1)
 Tensor randn(const Shape& shape, DType dtype = DType::kF32, Generator* generator = nullptr);  // N(0, 1)
+// N(mean, std^2) values (the same draw as normal_ on a fresh tensor): initial weights.
+Tensor normal(const Shape& shape, double mean, double std, DType dtype = DType::kF32,
+              Generator* generator = nullptr);
 // In-place initializers (not recorded by autograd).
 Tensor& normal_(Tensor& x, double mean, double std, Generator* generator = nullptr);
 Tensor& uniform_(Tensor& x, double low, double high, Generator* generator = nullptr);

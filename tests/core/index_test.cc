@@ -341,6 +341,36 @@ TEST(Index, CumsumOfIntegersIsI64) {
   EXPECT_EQ(out.to_vector<int64_t>(), (std::vector<int64_t>{1, 3, 6, 10}));
 }
 
+// Scatters large enough to split over the cores (a dim other than the scattered one) must
+// equal one core's loop exactly: same f32 sums in the same order per target element.
+TEST(Index, LargeScatterAddMatchesSerialLoopBitwise) {
+  const int64_t rows = 3000, columns = 96, targets = 700;
+  std::mt19937 engine(3);
+  std::vector<int64_t> picks(rows);
+  for (int64_t& v : picks) v = std::uniform_int_distribution<int64_t>(0, targets - 1)(engine);
+  Tensor index = Tensor::from_vector(picks, {rows}, DType::kI64);
+  Tensor source = randn({rows, columns});
+  Tensor base = randn({targets, columns});
+  const std::vector<float> src = source.to_vector<float>(), start = base.to_vector<float>();
+
+  // index_add along dim 0 (the MoE un-permute): out[picks[i], j] += 0.5 * src[i, j].
+  std::vector<float> expected = start;
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < columns; ++j) expected[picks[i] * columns + j] += 0.5f * src[i * columns + j];
+  }
+  EXPECT_EQ(index_add(base, 0, index, source, 0.5).to_vector<float>(), expected);
+
+  // scatter_add along the innermost dim of a transposed (columns, rows) view: out[j, picks[i]] += src[i, j].
+  Tensor full_index = index.unsqueeze(0).expand({columns, rows}).contiguous();
+  Tensor scattered = scatter_add(base.transpose(0, 1).contiguous(), 1, full_index, source.transpose(0, 1));
+  std::vector<float> expected_t(columns * targets);
+  for (int64_t j = 0; j < columns; ++j) {
+    for (int64_t t = 0; t < targets; ++t) expected_t[j * targets + t] = start[t * columns + j];
+    for (int64_t i = 0; i < rows; ++i) expected_t[j * targets + picks[i]] += src[i * columns + j];
+  }
+  EXPECT_EQ(scattered.to_vector<float>(), expected_t);
+}
+
 // Runs f, expecting an Error whose message contains every one of `parts`.
 template <typename F>
 void expect_error_naming(F&& f, const std::vector<std::string>& parts) {

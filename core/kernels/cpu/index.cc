@@ -4,6 +4,7 @@
 //   cumsum:      out[o, i, j] = sum_{t <= i} x[o, t, j]  (reverse: sum_{t >= i})
 // gather and scatter_add are each other's adjoint: the op's backward of one calls the other.
 // index_select / index_add are the same kernels with a 1-D index broadcast along dim.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -40,6 +41,46 @@ void serial_positions(const Shape& shape, std::array<char*, N> pointers,
   }
 }
 
+// scatter_add over the positions of `shape` (row-major) from byte pointers to the target
+// (seen at index 0 along dim), source and index, with element strides. Runs along the
+// innermost dim; when the index is constant along a run (index_add's broadcast index off
+// dim) it is read once and the run is a plain strided axpy.
+template <typename T>
+void scatter_block(const Shape& shape, std::array<char*, 3> pointers, const std::array<Shape, 3>& strides,
+                   int64_t step, compute_t<T> scale) {
+  using V = compute_t<T>;
+  if (shape.empty()) {
+    char* slot = pointers[0] + *reinterpret_cast<const int64_t*>(pointers[2]) * step;
+    store<T>(slot, load<T>(slot) + scale * load<T>(pointers[1]));
+    return;
+  }
+  const size_t last = shape.size() - 1;
+  const int64_t n = shape[last];
+  const int64_t target_stride = strides[0][last], source_stride = strides[1][last], index_stride = strides[2][last];
+  Shape outer(shape.begin(), shape.end() - 1);
+  std::array<Shape, 3> outer_strides;
+  for (size_t k = 0; k < 3; ++k) outer_strides[k] = Shape(strides[k].begin(), strides[k].end() - 1);
+  serial_positions<3>(outer, pointers, outer_strides, {sizeof(T), sizeof(T), sizeof(int64_t)},
+                      [&](std::array<char*, 3> p) {
+                        const T* source = reinterpret_cast<const T*>(p[1]);
+                        const int64_t* index = reinterpret_cast<const int64_t*>(p[2]);
+                        if (index_stride == 0) {
+                          T* row = reinterpret_cast<T*>(p[0] + *index * step);
+                          for (int64_t i = 0; i < n; ++i) {
+                            T* slot = row + i * target_stride;
+                            V value = load<T>(source + i * source_stride);
+                            store<T>(slot, load<T>(slot) + (scale == V(1) ? value : scale * value));
+                          }
+                          return;
+                        }
+                        for (int64_t i = 0; i < n; ++i) {
+                          T* slot = reinterpret_cast<T*>(p[0] + index[i * index_stride] * step) + i * target_stride;
+                          V value = load<T>(source + i * source_stride);
+                          store<T>(slot, load<T>(slot) + (scale == V(1) ? value : scale * value));
+                        }
+                      });
+}
+
 }  // namespace
 
 void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out) {
@@ -65,20 +106,42 @@ void scatter_add(Tensor& out, int64_t dim, const Tensor& index, const Tensor& so
                source.dtype() == out.dtype(),
            "scatter_add: index ", ShapeString(index.shape()), " source ", ShapeString(source.shape()));
   Tensor target = view_at_index_zero(out, source.shape(), dim);
+  const Shape& shape = source.shape();
+  // Positions that differ off `dim` never share a target element, so the cores split the
+  // longest other dim: each adds its slice in the serial order, race-free and bitwise equal
+  // to one core. Only a 1-D scatter (or tiny work) stays on one core.
+  int64_t split = -1;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    if (d != dim && (split < 0 || shape[d] > shape[split])) split = d;
+  }
+  const int64_t total = shape_numel(shape);
+  int64_t threads = 1;
+  if (split >= 0 && total >= 2 * kParallelGrain && !omp_in_parallel()) {
+    threads = std::min({static_cast<int64_t>(omp_get_max_threads()), total / kParallelGrain, shape[split]});
+  }
   dispatch_all(out.dtype(), [&]<typename T>() {
-    using V = compute_t<T>;
     if constexpr (std::is_same_v<T, bool>) {
       SY_FAIL("scatter_add on a bool tensor");
     } else {
+      const std::array<Shape, 3> strides = {target.strides(), source.strides(), index.strides()};
+      const std::array<char*, 3> base = {byte_pointer(target), byte_pointer(source), byte_pointer(index)};
       const int64_t step = out.stride(dim) * static_cast<int64_t>(sizeof(T));
-      const V scale = static_cast<V>(alpha);
-      serial_positions<3>(source.shape(), {byte_pointer(target), byte_pointer(source), byte_pointer(index)},
-                          {target.strides(), source.strides(), index.strides()},
-                          {sizeof(T), sizeof(T), sizeof(int64_t)}, [step, scale](std::array<char*, 3> p) {
-                            char* slot = p[0] + *reinterpret_cast<const int64_t*>(p[2]) * step;
-                            V value = load<T>(p[1]);
-                            store<T>(slot, load<T>(slot) + (scale == V(1) ? value : scale * value));
-                          });
+      const compute_t<T> scale = static_cast<compute_t<T>>(alpha);
+      if (threads <= 1) {
+        scatter_block<T>(shape, base, strides, step, scale);
+        return;
+      }
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t t = 0; t < threads; ++t) {
+        const int64_t begin = shape[split] * t / threads, end = shape[split] * (t + 1) / threads;
+        Shape block = shape;
+        block[split] = end - begin;
+        std::array<char*, 3> pointers = base;
+        pointers[0] += begin * strides[0][split] * static_cast<int64_t>(sizeof(T));
+        pointers[1] += begin * strides[1][split] * static_cast<int64_t>(sizeof(T));
+        pointers[2] += begin * strides[2][split] * static_cast<int64_t>(sizeof(int64_t));
+        scatter_block<T>(block, pointers, strides, step, scale);
+      }
     }
   });
 }

@@ -25,7 +25,8 @@ void topk_rows(const Tensor& x, int64_t row_length, int64_t k, bool largest, Ten
 // for d != dim; every index is in [0, x.size(dim)). Any dtype.
 void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out);
 // out[p with p[dim] := index[p]] += alpha * source[p] for every position p of source;
-// `index` is i64 with source's shape (any strides). Serial, since indices may repeat.
+// `index` is i64 with source's shape (any strides). Indices may repeat: the cores split a
+// dim other than `dim`, each in the serial order (deterministic).
 void scatter_add(Tensor& out, int64_t dim, const Tensor& index, const Tensor& source, double alpha);
 // out = inclusive prefix sum of x along the middle dim of contiguous (outer, n, inner);
 // reverse sums from the end (the adjoint). Floating types accumulate in f64, integers in i64.

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/cuda/runtime.h"
+#include "core/kernels/cuda/cublaslt_util.h"
 #include "core/kernels/cuda/cuda_kernels.h"
 
 namespace sy::kernels::cuda {
@@ -33,34 +34,11 @@ Operand describe(const Tensor& x) {
   return {packed, false, std::max<int64_t>(cols, 1)};
 }
 
-cudaDataType_t data_type(DType dtype) {
-  switch (dtype) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kBF16: return CUDA_R_16BF;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kF64: return CUDA_R_64F;
-    default: SY_FAIL("cuda gemm: no matrix product for ", dtype_name(dtype), " tensors");
-  }
-}
-
-// The largest power of two (at most 256) dividing the address: what cuBLASLt may assume.
-uint32_t alignment_of(const void* pointer) {
-  auto address = reinterpret_cast<uintptr_t>(pointer);
-  uint32_t alignment = 256;
-  while (alignment > 1 && address % alignment != 0) alignment /= 2;
-  return alignment;
-}
-
-struct LayoutDeleter {
-  void operator()(cublasLtMatrixLayoutOpaque_t* layout) const { cublasLtMatrixLayoutDestroy(layout); }
-};
-struct DescDeleter {
-  void operator()(cublasLtMatmulDescOpaque_t* desc) const { cublasLtMatmulDescDestroy(desc); }
-};
-struct PreferenceDeleter {
-  void operator()(cublasLtMatmulPreferenceOpaque_t* preference) const { cublasLtMatmulPreferenceDestroy(preference); }
-};
-using Layout = std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LayoutDeleter>;
+using cublaslt::alignment_of;
+using cublaslt::data_type;
+using cublaslt::DescDeleter;
+using cublaslt::Layout;
+using cublaslt::PreferenceDeleter;
 
 // A column-major layout of `rows` x `cols` (before any transpose) with a batch stride.
 Layout make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t leading, int64_t batch,

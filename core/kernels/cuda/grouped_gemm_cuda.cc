@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "core/cuda/runtime.h"
+#include "core/kernels/cuda/cublaslt_util.h"
 #include "core/kernels/cuda/cuda_kernels.h"
 
 namespace sy::kernels::cuda {
@@ -98,34 +99,11 @@ class Fork {
   std::array<Lane, kSideStreams> lane_ = {};
 };
 
-cudaDataType_t data_type(DType dtype) {
-  switch (dtype) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kBF16: return CUDA_R_16BF;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kF64: return CUDA_R_64F;
-    default: SY_FAIL("cuda grouped gemm: no matrix product for ", dtype_name(dtype), " tensors");
-  }
-}
-
-// The largest power of two (at most 256) dividing the address: what cuBLASLt may assume.
-uint32_t alignment_of(const void* pointer) {
-  auto address = reinterpret_cast<uintptr_t>(pointer);
-  uint32_t alignment = 256;
-  while (alignment > 1 && address % alignment != 0) alignment /= 2;
-  return alignment;
-}
-
-struct LayoutDeleter {
-  void operator()(cublasLtMatrixLayoutOpaque_t* layout) const { cublasLtMatrixLayoutDestroy(layout); }
-};
-struct DescDeleter {
-  void operator()(cublasLtMatmulDescOpaque_t* desc) const { cublasLtMatmulDescDestroy(desc); }
-};
-struct PreferenceDeleter {
-  void operator()(cublasLtMatmulPreferenceOpaque_t* preference) const { cublasLtMatmulPreferenceDestroy(preference); }
-};
-using Layout = std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LayoutDeleter>;
+using cublaslt::alignment_of;
+using cublaslt::data_type;
+using cublaslt::DescDeleter;
+using cublaslt::Layout;
+using cublaslt::PreferenceDeleter;
 
 // A column-major matrix as stored: rows x cols with leading dimension `leading`; `transposed`
 // makes the product read it as its transpose.
