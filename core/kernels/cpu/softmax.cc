@@ -5,6 +5,7 @@
 //   softmax:      dx = y * (g - sum(g * y))
 //   log_softmax:  dx = g - exp(y) * sum(g)
 // bf16/f16 compute in f32; row sums accumulate in f64.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -30,17 +31,24 @@ void softmax_rows(const Tensor& x, int64_t row_length, bool log, Tensor& out) {
       const T* row = in + r * row_length;
       T* y = result + r * row_length;
       V m = -std::numeric_limits<V>::infinity();
-      for (int64_t i = 0; i < row_length; ++i) m = std::max(m, load<T>(row + i));
       if constexpr (std::is_same_v<T, V>) {
         if (!log) {
-          // Store exp(x - m) once, then scale: one exp per element.
+          // Vectorized passes: max, exp(x - m) stored once, its f64 sum, the scale. A NaN
+          // never wins the max, but exp(NaN - m) is NaN and so is the sum: the row is NaN.
+#pragma omp simd reduction(max : m)
+          for (int64_t i = 0; i < row_length; ++i) m = row[i] > m ? row[i] : m;
 #pragma omp simd
           for (int64_t i = 0; i < row_length; ++i) y[i] = fast_exp(row[i] - m);
-          const V inverse = static_cast<V>(1.0 / sum_f64(row_length, [&](int64_t i) { return y[i]; }));
+          double total = 0;
+#pragma omp simd reduction(+ : total)
+          for (int64_t i = 0; i < row_length; ++i) total += static_cast<double>(y[i]);
+          const V inverse = static_cast<V>(1.0 / total);
+#pragma omp simd
           for (int64_t i = 0; i < row_length; ++i) y[i] *= inverse;
           return;
         }
       }
+      for (int64_t i = 0; i < row_length; ++i) m = std::max(m, load<T>(row + i));
       const double s = sum_f64(row_length, [&](int64_t i) { return fast_exp(load<T>(row + i) - m); });
       if (log) {
         // (x - m) first: exact for x near m, where log-probs matter most.
