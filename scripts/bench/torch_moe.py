@@ -3,14 +3,13 @@ times one MoE layer forward+backward per case, written the way a careful PyTorch
 on the CPU: router linear + softmax + topk, tokens sorted by expert (stable argsort), one
 gate/up-fused matmul pair per expert over its slice, weighted index_add back, plus the
 shared SwiGLU. Prints one JSON line per case with the median milliseconds."""
-import json
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+import peer
 
 
 class MoeLayer:
@@ -75,15 +74,5 @@ def time_case(case, warmup, repeats):
     return statistics.median(samples)
 
 
-def main():
-    spec = json.load(sys.stdin)
-    torch.set_num_threads(spec["threads"])
-    for case in spec["cases"]:
-        ms = time_case(case, spec["warmup"], spec["repeats"])
-        print(json.dumps({"name": case["name"], "median_ms": ms}), flush=True)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "preload": os.environ.get("LD_PRELOAD", "")}), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    peer.serve(time_case)

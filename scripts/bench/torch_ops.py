@@ -2,14 +2,13 @@
 each case forward+backward the same way Switchyard does, and prints one JSON line per case
 with the median milliseconds. Run by the bench with PyTorch's best CPU setting: OpenBLAS,
 tcmalloc preloaded, one thread per core."""
-import json
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+import peer
 
 
 def rms_norm(x, weight, eps):
@@ -72,15 +71,5 @@ def time_case(case, warmup, repeats):
     return statistics.median(samples)
 
 
-def main():
-    spec = json.load(sys.stdin)
-    torch.set_num_threads(spec["threads"])
-    for case in spec["cases"]:
-        ms = time_case(case, spec["warmup"], spec["repeats"])
-        print(json.dumps({"name": case["name"], "median_ms": ms}), flush=True)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "preload": os.environ.get("LD_PRELOAD", "")}), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    peer.serve(time_case)
