@@ -57,8 +57,18 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_i
       const T* row = x + n * V;
       using V_t = compute_t<T>;
       V_t m = -std::numeric_limits<V_t>::infinity();
-      for (int64_t i = 0; i < V; ++i) m = std::max<V_t>(m, load<T>(row + i));
-      const double lse = m + std::log(sum_f64(V, [&](int64_t i) { return fast_exp(load<T>(row + i) - m); }));
+      double exp_sum = 0;
+      if constexpr (std::is_same_v<T, V_t>) {
+        // Vectorized passes over plain f32/f64 rows (a NaN logit makes the sum, so the loss, NaN).
+#pragma omp simd reduction(max : m)
+        for (int64_t i = 0; i < V; ++i) m = row[i] > m ? row[i] : m;
+#pragma omp simd reduction(+ : exp_sum)
+        for (int64_t i = 0; i < V; ++i) exp_sum += static_cast<double>(fast_exp(row[i] - m));
+      } else {
+        for (int64_t i = 0; i < V; ++i) m = std::max<V_t>(m, load<T>(row + i));
+        exp_sum = sum_f64(V, [&](int64_t i) { return fast_exp(load<T>(row + i) - m); });
+      }
+      const double lse = m + std::log(exp_sum);
       lse_out[n] = static_cast<stat_t<T>>(lse);
       if (t[n] == ignore_index) {
         loss[n] = 0;
