@@ -34,11 +34,10 @@ Operand describe(const Tensor& x) {
   return {packed, false, std::max<int64_t>(cols, 1)};
 }
 
-using cublaslt::alignment_of;
 using cublaslt::data_type;
 using cublaslt::DescDeleter;
 using cublaslt::Layout;
-using cublaslt::PreferenceDeleter;
+using cublaslt::best_algorithm;
 
 // A column-major layout of `rows` x `cols` (before any transpose) with a batch stride.
 Layout make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t leading, int64_t batch,
@@ -101,32 +100,13 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& out) {
   SY_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof transa));
   SY_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof transb));
 
-  cublasLtMatmulPreference_t raw_preference = nullptr;
-  SY_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_preference));
-  std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, PreferenceDeleter> preference(raw_preference);
-  uint64_t workspace_bytes = context.workspace_bytes;
-  SY_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &workspace_bytes, sizeof workspace_bytes));
-  // Views with offsets are less aligned than fresh allocations; tell the heuristic so.
   const void* a_pointer = lt_a.tensor.data_ptr();
   const void* b_pointer = lt_b.tensor.data_ptr();
   void* d_pointer = out.data_ptr();
-  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> alignments[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a_pointer},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b_pointer},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, d_pointer},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, d_pointer}};
-  for (const auto& [attribute, pointer] : alignments) {
-    uint32_t alignment = alignment_of(pointer);
-    SY_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_preference, attribute, &alignment, sizeof alignment));
-  }
-
-  cublasLtMatmulHeuristicResult_t heuristic = {};
-  int found = 0;
-  SY_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(context.handle, raw_desc, a_layout.get(), b_layout.get(),
-                                                 d_layout.get(), d_layout.get(), raw_preference, 1, &heuristic,
-                                                 &found));
-  SY_CHECK(found > 0, "cuda gemm: cuBLASLt has no algorithm for a ", ShapeString(a.shape()), " @ b ",
+  cublasLtMatmulHeuristicResult_t heuristic;
+  const bool found = best_algorithm(context.handle, raw_desc, a_layout.get(), b_layout.get(), d_layout.get(),
+                                    context.workspace_bytes, a_pointer, b_pointer, d_pointer, &heuristic);
+  SY_CHECK(found, "cuda gemm: cuBLASLt has no algorithm for a ", ShapeString(a.shape()), " @ b ",
            ShapeString(b.shape()), " in ", dtype_name(a.dtype()));
 
   const float alpha32 = 1.0f, beta32 = 0.0f;

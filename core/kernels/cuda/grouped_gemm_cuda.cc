@@ -99,11 +99,10 @@ class Fork {
   std::array<Lane, kSideStreams> lane_ = {};
 };
 
-using cublaslt::alignment_of;
 using cublaslt::data_type;
 using cublaslt::DescDeleter;
 using cublaslt::Layout;
-using cublaslt::PreferenceDeleter;
+using cublaslt::best_algorithm;
 
 // A column-major matrix as stored: rows x cols with leading dimension `leading`; `transposed`
 // makes the product read it as its transpose.
@@ -139,29 +138,10 @@ void lt_matmul(int device, const Lane& lane, DType dtype, const Matrix& a, const
   SY_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof transa));
   SY_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof transb));
 
-  cublasLtMatmulPreference_t raw_preference = nullptr;
-  SY_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_preference));
-  std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, PreferenceDeleter> preference(raw_preference);
-  uint64_t workspace_bytes = lane.workspace_bytes;
-  SY_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &workspace_bytes, sizeof workspace_bytes));
-  // A group's rows start at an arbitrary offset: tell the heuristic how aligned they are.
-  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> alignments[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, a.data},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, b.data},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, d},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, d}};
-  for (const auto& [attribute, pointer] : alignments) {
-    uint32_t alignment = alignment_of(pointer);
-    SY_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_preference, attribute, &alignment, sizeof alignment));
-  }
-
-  cublasLtMatmulHeuristicResult_t heuristic = {};
-  int found = 0;
-  SY_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(context.handle, raw_desc, a_layout.get(), b_layout.get(),
-                                                 d_layout.get(), d_layout.get(), raw_preference, 1, &heuristic,
-                                                 &found));
-  SY_CHECK(found > 0, "cuda grouped gemm: cuBLASLt has no algorithm for a (", m, ", ", n, ") product in ",
+  cublasLtMatmulHeuristicResult_t heuristic;
+  const bool found = best_algorithm(context.handle, raw_desc, a_layout.get(), b_layout.get(), d_layout.get(),
+                                    lane.workspace_bytes, a.data, b.data, d, &heuristic);
+  SY_CHECK(found, "cuda grouped gemm: cuBLASLt has no algorithm for a (", m, ", ", n, ") product in ",
            dtype_name(dtype));
   const float alpha32 = 1.0f, beta32 = 0.0f;
   const double alpha64 = 1.0, beta64 = 0.0;

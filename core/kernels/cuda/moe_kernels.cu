@@ -8,22 +8,12 @@
 // the additions into one row (and the last f32 bit) may differ from run to run.
 #include "core/kernels/cuda/cuda_kernels.h"
 #include "core/kernels/cuda/loops.cuh"
+#include "core/kernels/cuda/device_util.cuh"
 
 namespace sy::kernels::cuda {
 namespace {
 
 constexpr int kTopkThreads = 128;
-
-// Moves one element of `size` bytes without reading it as a number (any dtype, exactly).
-__device__ __forceinline__ void copy_element(const void* from, int64_t from_index, void* to, int64_t to_index,
-                                             int size) {
-  switch (size) {
-    case 1: static_cast<uint8_t*>(to)[to_index] = static_cast<const uint8_t*>(from)[from_index]; return;
-    case 2: static_cast<uint16_t*>(to)[to_index] = static_cast<const uint16_t*>(from)[from_index]; return;
-    case 4: static_cast<uint32_t*>(to)[to_index] = static_cast<const uint32_t*>(from)[from_index]; return;
-    default: static_cast<uint64_t*>(to)[to_index] = static_cast<const uint64_t*>(from)[from_index]; return;
-  }
-}
 
 __device__ __forceinline__ void zero_element(void* to, int64_t to_index, int size) {
   switch (size) {
@@ -64,7 +54,7 @@ __global__ void topk_rows_kernel(const void* x, void* values, int64_t* indices, 
     best_index[slot] = j;
   }
   for (int i = 0; i < k; ++i) {
-    copy_element(x, start + best_index[i], values, row * k + i, size);
+    move_element(x, start + best_index[i], values, row * k + i, size);
     indices[row * k + i] = best_index[i];
   }
 }
@@ -78,7 +68,7 @@ __global__ void index_select_rows_kernel(const void* x, const int64_t* index, vo
     if (row < 0) {
       zero_element(out, linear, size);
     } else {
-      copy_element(x, (o * rows + row) * inner + i, out, linear, size);
+      move_element(x, (o * rows + row) * inner + i, out, linear, size);
     }
   }
 }

@@ -9,6 +9,7 @@
 
 #include "core/kernels/cuda/cuda_kernels.h"
 #include "core/kernels/cuda/loops.cuh"
+#include "core/kernels/cuda/device_util.cuh"
 
 namespace sy::kernels::cuda {
 namespace {
@@ -60,17 +61,6 @@ struct GatherLayout {
   int64_t sizes[kMaxDims] = {};
   int64_t x_strides[kMaxDims] = {};
 };
-
-// Moves one element of `size` bytes as raw bits (any dtype, exactly).
-__device__ __forceinline__ void move_element(const void* from, int64_t from_index, void* to, int64_t to_index,
-                                             int size) {
-  switch (size) {
-    case 1: static_cast<uint8_t*>(to)[to_index] = static_cast<const uint8_t*>(from)[from_index]; return;
-    case 2: static_cast<uint16_t*>(to)[to_index] = static_cast<const uint16_t*>(from)[from_index]; return;
-    case 4: static_cast<uint32_t*>(to)[to_index] = static_cast<const uint32_t*>(from)[from_index]; return;
-    default: static_cast<uint64_t*>(to)[to_index] = static_cast<const uint64_t*>(from)[from_index]; return;
-  }
-}
 
 // x points at x's first element (its offset applied); its strides step from there.
 __global__ void gather_kernel(const void* x, const int64_t* index, void* out, int size, GatherLayout layout,
