@@ -2,26 +2,22 @@
 #include "core/io/module_weights.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 
 #include "core/io/safetensors.h"
 #include "core/nn/nn.h"
 #include "core/ops/ops.h"
+#include "tests/support/scratch_directory.h"
 
 namespace sy {
 namespace {
 
 class ModuleWeights : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/sy-weights-XXXXXX";
-    directory_ = mkdtemp(pattern);
-  }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-  std::string path(const std::string& name) const { return directory_ + "/" + name; }
-  std::string directory_;
+  std::string path(const std::string& name) const { return scratch_.file(name); }
+
+  testing::ScratchDirectory scratch_{"sy_weights"};
 };
 
 TEST_F(ModuleWeights, RoundTripGivesIdenticalOutputs) {

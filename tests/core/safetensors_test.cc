@@ -3,27 +3,22 @@
 #include "core/io/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "core/ops/ops.h"
+#include "tests/support/scratch_directory.h"
 
 namespace sy {
 namespace {
 
 class Safetensors : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/sy-safetensors-XXXXXX";
-    directory_ = mkdtemp(pattern);
-  }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-  std::string path(const std::string& name) const { return directory_ + "/" + name; }
+  std::string path(const std::string& name) const { return scratch_.file(name); }
 
-  std::string directory_;
+  testing::ScratchDirectory scratch_{"sy_safetensors"};
 };
 
 std::vector<std::pair<std::string, Tensor>> sample_tensors() {
@@ -119,7 +114,7 @@ TEST_F(Safetensors, FailedWriteLeavesTheOldFileIntact) {
   EXPECT_TRUE(file->get("a").ok());
   // No temporary files are left behind.
   int entries = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(directory_)) ++entries;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(scratch_.path())) ++entries;
   EXPECT_EQ(entries, 1);
 }
 

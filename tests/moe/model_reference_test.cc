@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/io/safetensors.h"
 #include "moe/model.h"
+#include "tests/support/scratch_directory.h"
 #include "tests/support/torch_reference.h"
 
 #ifndef SY_SOURCE_DIR
@@ -66,16 +67,9 @@ std::string config_json(const ModelConfig& c) {
 // buffers, and the batch; returns what it wrote (outputs.safetensors) by name.
 absl::StatusOr<std::map<std::string, Tensor>> run_reference(const ModelConfig& config, const Transformer& model,
                                                              const Tensor& tokens, const Tensor& targets) {
-  std::string pattern = (std::filesystem::temp_directory_path() / "sy_moe_model_XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) return absl::InternalError("cannot create a temporary directory");
-  const std::filesystem::path directory = pattern;
-  struct Cleanup {
-    std::filesystem::path path;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  } cleanup{directory};
+  testing::ScratchDirectory scratch("sy_moe_model");
+  if (!scratch.ok()) return absl::InternalError("cannot create a temporary directory");
+  const std::filesystem::path& directory = scratch.path();
 
   std::ofstream((directory / "config.json").string()) << config_json(config);
   StateDict state = model.state_dict();

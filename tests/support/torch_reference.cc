@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tests/support/scratch_directory.h"
 
 #ifndef SY_TORCH_PYTHON
 #define SY_TORCH_PYTHON "/usr/bin/python3"
@@ -168,18 +169,12 @@ absl::StatusOr<std::vector<TorchOutputs>> run_torch_reference(const std::string&
                                                               const std::vector<TorchCase>& cases) {
   const TorchPython& python = find_torch_python();
   if (python.path.empty()) return absl::FailedPreconditionError(python.reason);
-  std::string pattern = (std::filesystem::temp_directory_path() / "sy_torch_reference_XXXXXX").string();
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot create a temporary directory from ", pattern));
+  testing::ScratchDirectory scratch("sy_torch_reference");
+  if (!scratch.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot create a temporary directory under ", std::filesystem::temp_directory_path().string()));
   }
-  const std::filesystem::path directory = pattern;
-  struct Cleanup {
-    std::filesystem::path path;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  } cleanup{directory};
+  const std::filesystem::path& directory = scratch.path();
   auto case_path = [&](size_t index, const std::string& name) {
     return (directory / absl::StrCat(index, ".", name, ".npy")).string();
   };
