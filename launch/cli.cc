@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "launch/bench.h"
+#include "launch/generate.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -33,6 +34,7 @@ int print_version(const std::vector<std::string>&) {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> list = {
       {"version", "print the version and the backends built", print_version},
+      {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
       {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
   };
   return list;
