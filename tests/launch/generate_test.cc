@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
 #include "data/tokenizer.h"
 #include "launch/checkpoint.h"
@@ -223,7 +224,10 @@ class GenerateCommand : public ::testing::Test {
 
   void save(const TrainConfig& config) {
     model_ = std::make_unique<Transformer>(config.model);
-    for (auto& [name, parameter] : model_->named_parameters()) parameter.mul_(1.7);
+    {
+      NoGradGuard no_grad;
+      for (auto& [name, parameter] : model_->named_parameters()) parameter.mul_(1.7);
+    }
     std::unique_ptr<Optimizer> optimizer = make_optimizer(config.optimizer, model_->named_parameters());
     absl::Status saved = save_checkpoint(root_, *model_, *optimizer, TrainState{.step = 10}, config_to_yaml(config), 1);
     ASSERT_TRUE(saved.ok()) << saved;
