@@ -466,7 +466,8 @@ const std::vector<Key>& keys() {
                            "checkpoints/, metrics.jsonl and tensorboard/ go here (relative: to the current directory)"));
     k.push_back(choice_key("training.device", SY_FIELD(training.device), {"cpu", "cuda"}, "where the model runs"));
     k.push_back(bool_key("training.recompute", SY_FIELD(training.recompute),
-                         "recompute each transformer block's activations in the backward"));
+                         "recompute the attention half of each block and dense FFNs in the backward (MoE FFNs keep "
+                         "their activations)"));
     k.push_back(number_key("training.peak_flops", SY_FIELD(training.peak_flops),
                            "peak FLOP/s per process for MFU; 0: the measured sgemm peak"));
     k.push_back(seed_key("training.seed", SY_FIELD(training.seed), "seed of dropout and router jitter"));

@@ -21,8 +21,11 @@
 //     shared expert gate             C + 2                     shared output, gate logit, sigmoid
 //     head (once)                    2C + V + 2 f32            final norm input and output, logits,
 //                                                              rstd and cross-entropy log-sum-exp
-//   With recomputation the backward keeps only each block's input, and recomputes one block at
-//   a time: L x C + the largest block + the head.
+//   With recomputation (moe/model.cc: the attention half of every block and dense FFN halves
+//   run again in the backward; an MoE FFN keeps its activations, since running it twice would
+//   count its tokens twice in the global balancing loss) the backward keeps per layer the block
+//   input, and the FFN input C of a dense layer or the whole MoE FFN part, plus, while one half
+//   is recomputed, the largest recomputed half, and the head.
 #include "launch/dry_run.h"
 
 #include <algorithm>
@@ -61,10 +64,18 @@ std::string si(double value) {
   return absl::StrFormat("%.3g%s", value, units[unit]);
 }
 
+// Bytes per token of what each part of the model saves for the backward.
+struct LayerActivations {
+  double attention = 0;  // the attention half without its input
+  double ffn_input = 0;  // the residual entering the FFN half, its norm output and rstd
+  double ffn = 0;        // the dense SwiGLU or the MoE layer
+  bool moe = false;
+};
+
 struct ActivationBytes {
-  double block_input = 0;          // per token
-  std::vector<double> blocks;      // per token, each block without its input
-  double head = 0;                 // per token
+  double block_input = 0;
+  std::vector<LayerActivations> layers;
+  double head = 0;
 };
 
 ActivationBytes activation_bytes(const TrainConfig& config, int64_t tokens) {
@@ -77,26 +88,28 @@ ActivationBytes activation_bytes(const TrainConfig& config, int64_t tokens) {
   ActivationBytes bytes;
   bytes.block_input = C * a;
   for (int64_t layer = 0; layer < model.num_layers; ++layer) {
-    double block = (4 * C + 2 * kv) * a + (H + 1) * f32;  // attention
-    block += 2 * C * a + f32;                              // FFN input, its norm
-    if (!model.is_moe_layer(layer)) {
-      block += 4 * static_cast<double>(model.ffn_size) * a;
+    LayerActivations part;
+    part.attention = (4 * C + 2 * kv) * a + (H + 1) * f32;
+    part.ffn_input = 2 * C * a + f32;
+    part.moe = model.is_moe_layer(layer);
+    if (!part.moe) {
+      part.ffn = 4 * static_cast<double>(model.ffn_size) * a;
     } else {
       const double E = static_cast<double>(moe.num_experts), K = static_cast<double>(moe.top_k);
       const double F = static_cast<double>(moe.expert_ffn_size);
-      block += (2 * E + K) * f32 + K * i64 + (a == f32 ? 0 : C * f32);
+      part.ffn = (2 * E + K) * f32 + K * i64 + (a == f32 ? 0 : C * f32);
       double rows_per_token = K;
       if (moe.pad_to_capacity && moe.capacity_factor > 0 && tokens > 0) {
         const double N = static_cast<double>(tokens);
         rows_per_token = E * std::ceil(N * K / E * moe.capacity_factor) / N;
       }
-      block += rows_per_token * (2 * C + 4 * F) * a;
+      part.ffn += rows_per_token * (2 * C + 4 * F) * a;
       if (moe.num_shared_experts > 0) {
-        block += 4 * static_cast<double>(moe.num_shared_experts * moe.shared_expert_ffn_size) * a;
-        if (moe.shared_expert_gate) block += (C + 2) * a;
+        part.ffn += 4 * static_cast<double>(moe.num_shared_experts * moe.shared_expert_ffn_size) * a;
+        if (moe.shared_expert_gate) part.ffn += (C + 2) * a;
       }
     }
-    bytes.blocks.push_back(block);
+    bytes.layers.push_back(part);
   }
   bytes.head = (2 * C + static_cast<double>(model.vocab_size)) * a + 2 * f32;
   return bytes;
@@ -134,14 +147,17 @@ MemoryEstimate estimate_memory(const TrainConfig& config) {
 
   const int64_t tokens = config.training.micro_batch_size * config.data.seq_length;
   const ActivationBytes bytes = activation_bytes(config, tokens);
-  double all_blocks = 0, largest_block = 0;
-  for (double block : bytes.blocks) {
-    all_blocks += block;
-    largest_block = std::max(largest_block, block);
+  double all = bytes.head, kept = bytes.head, largest_recomputed = 0;
+  for (const LayerActivations& layer : bytes.layers) {
+    all += bytes.block_input + layer.attention + layer.ffn_input + layer.ffn;
+    // Recomputed halves keep their input: the block input, and h for a dense FFN half.
+    kept += bytes.block_input + (layer.moe ? layer.ffn_input + layer.ffn : bytes.block_input);
+    largest_recomputed = std::max(largest_recomputed, layer.attention);
+    if (!layer.moe) largest_recomputed = std::max(largest_recomputed, layer.ffn_input - bytes.block_input + layer.ffn);
   }
-  const double N = static_cast<double>(tokens), L = static_cast<double>(config.model.num_layers);
-  estimate.activations = N * (L * bytes.block_input + all_blocks + bytes.head);
-  estimate.activations_recompute = N * (L * bytes.block_input + largest_block + bytes.head);
+  const double N = static_cast<double>(tokens);
+  estimate.activations = N * all;
+  estimate.activations_recompute = N * (kept + largest_recomputed);
   return estimate;
 }
 
@@ -205,7 +221,8 @@ std::string describe_run(const TrainConfig& config) {
   const std::string batch = absl::StrFormat("micro-batch %d x %d tokens, %s", config.training.micro_batch_size, T,
                                             cuda ? "bf16" : "f32");
   row("activations", memory.activations, absl::StrCat(batch, ", every block"));
-  row("activations, recompute", memory.activations_recompute, "block inputs + one block + the head");
+  row("activations, recompute", memory.activations_recompute,
+      "attention and dense FFN halves recomputed, MoE FFNs kept");
   row("total", memory.total(config.training.recompute),
       config.training.recompute ? "with recomputation (training.recompute: true)"
                                 : "without recomputation (training.recompute: false)");

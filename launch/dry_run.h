@@ -16,7 +16,7 @@ struct MemoryEstimate {
   double gradients = 0;
   double optimizer_state = 0;
   double activations = 0;            // every block's saved tensors
-  double activations_recompute = 0;  // training.recompute: the block inputs plus one block's
+  double activations_recompute = 0;  // with training.recompute
   double total(bool recompute) const {
     return parameters + gradients + optimizer_state + (recompute ? activations_recompute : activations);
   }
