@@ -198,7 +198,7 @@ void check_op(const OpCase& op_case) {
 namespace sy::testing {
 
 TEST_P(OpCaseTest, MatchesReferenceOnEveryLayoutAndFiniteDifferences) { check_op(GetParam()); }
-// Binaries without op cases (data, optim, launch) link the harness too.
+// Linked into every test binary; only the op tests instantiate it.
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpCaseTest);
 
 }  // namespace sy::testing
