@@ -9,10 +9,6 @@
 
 namespace sy {
 
-// The op harness linked into every test binary declares a parameterized suite this one never
-// instantiates.
-GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpCaseTest);
-
 namespace {
 
 // Sample i of source s is seq_length + 1 copies of s * 1000000 + i.
