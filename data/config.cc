@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -27,19 +28,20 @@ absl::Status DataConfig::validate() const {
           absl::StrCat("data.sources[", i, "].weight must be a positive number, got ", sources[i].weight));
     }
   }
-  std::vector<std::string> parts = absl::StrSplit(split, ',');
-  double total = 0;
-  bool well_formed = parts.size() == 3;
+  // Megatron's form, as data/gpt_dataset.cc reads it: up to three weights split by ',' or '/',
+  // missing ones 0. A split without training documents is refused here.
+  const char separator = split.find('/') != std::string::npos ? '/' : ',';
+  std::vector<std::string> parts = absl::StrSplit(split, separator);
+  bool well_formed = parts.size() <= 3;
   for (size_t i = 0; well_formed && i < parts.size(); ++i) {
     double share = 0;
-    well_formed = absl::SimpleAtod(parts[i], &share) && std::isfinite(share) && share >= 0;
-    if (i == 0 && share <= 0) well_formed = false;  // nothing to train on
-    total += share;
+    well_formed = absl::SimpleAtod(absl::StripAsciiWhitespace(parts[i]), &share) && std::isfinite(share) && share >= 0;
+    if (i == 0 && share <= 0) well_formed = false;
   }
   if (!well_formed) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "data.split must be three non-negative shares train,valid,test with train > 0 (e.g. \"969,30,1\"), got \"",
-        split, "\""));
+        "data.split must be up to three non-negative weights train,valid,test with train > 0 (e.g. \"969,30,1\"), "
+        "got \"", split, "\""));
   }
   if (seq_length < 1) return absl::InvalidArgumentError(absl::StrCat("data.seq_length must be positive, got ", seq_length));
   return absl::OkStatus();

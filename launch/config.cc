@@ -422,7 +422,7 @@ const std::vector<Key>& keys() {
     k.push_back(path_key("data.tokenizer", SY_FIELD(data.tokenizer), "directory holding encoder.json and vocab.bpe"));
     k.push_back(sources_key("indexed datasets (prefix.bin + prefix.idx) blended by weight (weights are normalized)"));
     k.push_back(prefix_alias_key("shorthand for one source: `data.prefix: P` is `data.sources: [{prefix: P, weight: 1}]`"));
-    k.push_back(string_key("data.split", SY_FIELD(data.split), "train,valid,test shares of the documents"));
+    k.push_back(string_key("data.split", SY_FIELD(data.split), "train,valid,test weights of the documents (Megatron's form: up to three, split by , or /, missing ones 0)"));
     k.push_back(integer_key("data.seq_length", SY_FIELD(data.seq_length), "T: tokens per sample (a sample reads T + 1)"));
     k.push_back(seed_key("data.seed", SY_FIELD(data.seed), "seed of the per-epoch document shuffle"));
     k.push_back(path_key("data.cache_dir", SY_FIELD(data.cache_dir), "sample index cache; empty: next to each dataset"));
@@ -762,9 +762,10 @@ absl::Status validate_config(const TrainConfig& config) {
                                                    ") exceeds model.max_seq_len (", config.model.max_seq_len, ")"));
   }
   if (training.eval_batches > 0) {
-    std::vector<std::string> shares = absl::StrSplit(config.data.split, ',');
+    const char separator = config.data.split.find('/') != std::string::npos ? '/' : ',';
+    std::vector<std::string> shares = absl::StrSplit(config.data.split, separator);
     double valid = 0;
-    if (shares.size() == 3 && absl::SimpleAtod(shares[1], &valid) && valid == 0) {
+    if (shares.size() < 2 || (absl::SimpleAtod(absl::StripAsciiWhitespace(shares[1]), &valid) && valid == 0)) {
       return absl::InvalidArgumentError(absl::StrCat("data.split \"", config.data.split,
                                                      "\" leaves no validation documents, but training.eval_batches is ",
                                                      training.eval_batches, " (0 skips validation)"));

@@ -157,6 +157,13 @@ TEST(ConfigErrors, OutOfRangeAndSizesThatDoNotDividePointAtTheLatestLineThatSetT
   EXPECT_EQ(message_of("data:\n  split: \"1,0,0\"\n"),
             "run.yaml:5: data.split \"1,0,0\" leaves no validation documents, but training.eval_batches is 4 (0 "
             "skips validation)");
+  EXPECT_EQ(message_of("data:\n  split: \"0,1,1\"\n"),
+            "run.yaml:5: data.split must be up to three non-negative weights train,valid,test with train > 0 (e.g. "
+            "\"969,30,1\"), got \"0,1,1\"");
+  EXPECT_EQ(message_of("data:\n  split: \"90/10\"\n"), "ok");  // Megatron's other form; test weight 0
+  EXPECT_EQ(message_of("data:\n  split: \"100\"\n"),
+            "run.yaml:5: data.split \"100\" leaves no validation documents, but training.eval_batches is 4 (0 "
+            "skips validation)");
   // A value left at its default is reported against the file.
   EXPECT_EQ(parse_error("data: {prefix: corpus}\n").message(),
             "run.yaml: data.tokenizer is not set (a directory holding encoder.json and vocab.bpe)");
