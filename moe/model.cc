@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "core/autograd/checkpoint.h"
 #include "core/nn/nn.h"
 #include "core/ops/ops.h"
 #include "core/random.h"
@@ -31,11 +32,20 @@ class TransformerBlock : public Module {
     }
   }
 
-  // x (B, T, C) -> (B, T, C); an MoE block fills `stats`.
-  Tensor forward(const Tensor& x, MoeLayerStats* stats) const {
-    Tensor h = x + self_attn->forward(input_layernorm->forward(x));
-    Tensor normed = post_attention_layernorm->forward(h);
-    return h + (moe ? moe->forward(normed, stats) : dense->forward(normed));
+  // x (B, T, C) -> (B, T, C); an MoE block fills `stats`. With `recompute`, the attention
+  // half and a dense FFN keep only their inputs and run again in backward; an MoE FFN keeps
+  // its activations, since a second forward would count its tokens twice in the step's
+  // global load-balancing counts.
+  Tensor forward(const Tensor& x, MoeLayerStats* stats, bool recompute) const {
+    auto attention_half = [this](const std::vector<Tensor>& in) -> std::vector<Tensor> {
+      return {in[0] + self_attn->forward(input_layernorm->forward(in[0]))};
+    };
+    Tensor h = recompute ? checkpoint(attention_half, {x})[0] : attention_half({x})[0];
+    if (moe) return h + moe->forward(post_attention_layernorm->forward(h), stats);
+    auto dense_half = [this](const std::vector<Tensor>& in) -> std::vector<Tensor> {
+      return {in[0] + dense->forward(post_attention_layernorm->forward(in[0]))};
+    };
+    return recompute ? checkpoint(dense_half, {h})[0] : dense_half({h})[0];
   }
 
   std::shared_ptr<RMSNorm> input_layernorm;
@@ -105,7 +115,7 @@ ModelOutput Transformer::forward(const Tensor& tokens, const Tensor& targets) {
   for (int64_t layer = 0; layer < layers_->size(); ++layer) {
     const auto& block = layers_->at<TransformerBlock>(layer);
     MoeLayerStats stats;
-    x = block.forward(x, &stats);
+    x = block.forward(x, &stats, recompute_ && is_training());
     if (block.moe) out.moe_layers.push_back(std::move(stats));
   }
   x = norm_->forward(x);

@@ -39,6 +39,8 @@ class Transformer : public Module {
   ModelOutput forward(const Tensor& tokens, const Tensor& targets = Tensor());
 
   const ModelConfig& config() const { return config_; }
+  // Activation recomputation in training (TransformerBlock::forward says what is recomputed).
+  void set_recompute(bool recompute) { recompute_ = recompute; }
   // MoE layers in layer order (for bias updates and step counts).
   std::vector<MoeLayer*> moe_layers() const;
 
@@ -48,6 +50,7 @@ class Transformer : public Module {
   std::shared_ptr<ModuleList> layers_;  // of TransformerBlock
   std::shared_ptr<RMSNorm> norm_;
   std::shared_ptr<Linear> lm_head_;  // null when tie_embeddings
+  bool recompute_ = false;
 };
 
 // Parameter counts and training FLOPs per token for sequences of T = seq_len tokens.

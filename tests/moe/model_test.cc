@@ -267,6 +267,31 @@ TEST(Transformer, LossIsLmLossPlusEveryEnabledAuxLoss) {
   EXPECT_NEAR(out.loss.item(), out.lm_loss.item() + aux, 1e-6);
 }
 
+// Recomputation trades memory for time only: the same loss and bit-identical gradients,
+// global load-balancing counts included (the MoE half is not run twice).
+TEST(Transformer, RecomputeGivesTheSameLossAndGradients) {
+  ModelConfig c = moe_config();
+  c.num_layers = 3;
+  c.moe.global_load_balance_coeff = 0.01;
+  c.moe.z_loss_coeff = 0.001;
+  Tensor tokens = Tensor::from_vector(std::vector<int64_t>{5, 9, 2, 7, 1, 3, 8, 4}, {2, 4}, DType::kI64);
+  std::vector<std::vector<float>> grads[2];
+  double losses[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    Transformer model(c);
+    model.set_recompute(recompute == 1);
+    for (int micro = 0; micro < 2; ++micro) {  // two micro-batches: the step counts grow
+      ModelOutput out = model.forward(tokens, tokens);
+      out.loss.backward();
+      losses[recompute] = out.loss.item();
+    }
+    for (const auto& [name, p] : model.named_parameters()) grads[recompute].push_back(p.grad().to_vector<float>());
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << "parameter " << i;
+}
+
 // The dense config plus, in layer 1: router 8*32 = 256, experts 8 * 3*32*16 = 12288, shared
 // expert 3*32*16 = 1536, shared gate 32. Layer 1 holds 3072 + 64 + 256 + 12288 + 1536 + 32 =
 // 17248 against the dense 7744: total 19616 - 7744 + 17248 = 29120. A token skips 6 of 8
