@@ -52,8 +52,9 @@ fresh() {
   done
 }
 
+# Builds switchyard when it is missing, or too old to know `preprocess`.
 ensure_switchyard() {
-  if [ ! -x "$SWITCHYARD" ]; then
+  if [ ! -x "$SWITCHYARD" ] || ! "$SWITCHYARD" preprocess --help >/dev/null 2>&1; then
     say "building switchyard (scripts/build.sh)"
     SY_BUILD_DIR="$BUILD_DIR" bash scripts/build.sh
   fi
