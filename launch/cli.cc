@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "launch/bench.h"
+#include "launch/preprocess_command.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -34,6 +35,7 @@ const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> list = {
       {"version", "print the version and the backends built", print_version},
       {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
+      {"preprocess", "text or JSON lines -> indexed dataset (.bin/.idx); can train the tokenizer first", run_preprocess},
   };
   return list;
 }
