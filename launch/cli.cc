@@ -8,6 +8,7 @@
 
 #include "launch/bench.h"
 #include "launch/generate.h"
+#include "launch/preprocess_command.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -36,6 +37,7 @@ const std::vector<Subcommand>& subcommands() {
       {"version", "print the version and the backends built", print_version},
       {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
       {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
+      {"preprocess", "text or JSON lines -> indexed dataset (.bin/.idx); can train the tokenizer first", run_preprocess},
   };
   return list;
 }
