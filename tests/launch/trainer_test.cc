@@ -12,59 +12,14 @@
 
 #include <gtest/gtest.h>
 
-#include "data/indexed_dataset.h"
-#include "data/tokenizer.h"
 #include "launch/config.h"
+#include "tests/launch/tiny_run_support.h"
 #include "tests/support/scratch_directory.h"
 
 namespace sy::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A few hundred short English documents: enough for a tokenizer and a split.
-std::vector<std::string> corpus() {
-  const std::vector<std::string> subjects = {"The cat", "A dog", "My friend", "The old man", "Every child"};
-  const std::vector<std::string> verbs = {"likes", "sees", "finds", "wants", "keeps"};
-  const std::vector<std::string> objects = {"the red ball.", "a small box.", "the green tree.", "an apple.",
-                                            "the blue sea."};
-  std::vector<std::string> documents;
-  for (size_t i = 0; i < 300; ++i) {
-    documents.push_back(subjects[i % 5] + " " + verbs[(i / 5) % 5] + " " + objects[(i / 25) % 5] + " " +
-                        subjects[(i * 7) % 5] + " " + verbs[(i * 3) % 5] + " " + objects[(i * 11) % 5]);
-  }
-  return documents;
-}
-
-// Writes tokenizer/ and corpus.{bin,idx} into `root`; returns the config YAML for them.
-std::string prepare(const fs::path& root) {
-  std::vector<std::string> documents = corpus();
-  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::train(documents, 320);
-  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
-  EXPECT_TRUE(tokenizer->save((root / "tokenizer").string()).ok());
-  auto writer = IndexedDatasetWriter::create((root / "corpus").string(), tokenizer->vocab_size());
-  EXPECT_TRUE(writer.ok()) << writer.status();
-  for (const std::string& document : documents) {
-    std::vector<int32_t> tokens = tokenizer->encode(document);
-    tokens.push_back(tokenizer->end_of_text());
-    EXPECT_TRUE((*writer)->add_document(tokens).ok());
-  }
-  EXPECT_TRUE((*writer)->finish().ok());
-  std::ostringstream yaml;
-  yaml << "model: {vocab_size: 320, hidden_size: 32, num_layers: 2, num_heads: 4, num_kv_heads: 2, ffn_size: 64,"
-          " max_seq_len: 32, first_k_dense_layers: 1}\n"
-          "moe: {num_experts: 4, top_k: 2, expert_ffn_size: 32, num_shared_experts: 1, shared_expert_ffn_size: 32,"
-          " global_load_balance_coeff: 0.01, z_loss_coeff: 0.001, expert_bias: true}\n"
-          "data: {tokenizer: "
-       << (root / "tokenizer").string() << ", sources: [{prefix: " << (root / "corpus").string()
-       << ", weight: 1.0}], seq_length: 16, split: \"90,10,0\"}\n"
-          "optimizer: {lr: 0.01, weight_decay: 0.01}\n"
-          "schedule: {type: cosine, warmup_steps: 2}\n"
-          "training: {micro_batch_size: 4, global_batch_size: 8, steps: 8, eval_interval: 4, eval_batches: 2,"
-          " peak_flops: 1.0e11}\n"
-          "logging: {tensorboard: false, progress: none}\n";
-  return yaml.str();
-}
 
 TrainConfig config_for(const std::string& yaml, const std::string& output_dir,
                        std::vector<std::string> overrides = {}) {
@@ -92,7 +47,7 @@ std::string bytes_of(const fs::path& path) {
 
 TEST(Trainer, LossFallsOnATinyCorpus) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   TrainConfig config = config_for(yaml, scratch.file("run"), {"training.steps=30"});
   absl::StatusOr<TrainSummary> summary = train(config, {});
   ASSERT_TRUE(summary.ok()) << summary.status();
@@ -105,7 +60,7 @@ TEST(Trainer, LossFallsOnATinyCorpus) {
 
 TEST(Trainer, ResumeIsBitExact) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   ASSERT_TRUE(train(config_for(yaml, scratch.file("whole")), {}).ok());
   TrainOptions first_half;
   first_half.stop_at_step = 4;
@@ -133,7 +88,7 @@ TEST(Trainer, ResumeIsBitExact) {
 
 TEST(Trainer, ExistingCheckpointsNeedResumeAndStayUntouched) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   TrainConfig config = config_for(yaml, scratch.file("run"), {"training.steps=2"});
   ASSERT_TRUE(train(config, {}).ok());
   const std::string metrics_before = bytes_of(scratch.path() / "run" / "metrics.jsonl");
@@ -145,7 +100,7 @@ TEST(Trainer, ExistingCheckpointsNeedResumeAndStayUntouched) {
 
 TEST(Trainer, MissingDataFileFailsBeforeWritingAnything) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   TrainConfig config = config_for(yaml, scratch.file("run"));
   config.data.sources[0].prefix = scratch.file("no_such_corpus");
   absl::StatusOr<TrainSummary> summary = train(config, {});
@@ -156,7 +111,7 @@ TEST(Trainer, MissingDataFileFailsBeforeWritingAnything) {
 
 TEST(Trainer, VocabularyLargerThanTheModelIsRefused) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   TrainConfig config = config_for(yaml, scratch.file("run"), {"model.vocab_size=100"});
   absl::StatusOr<TrainSummary> summary = train(config, {});
   ASSERT_FALSE(summary.ok());
@@ -166,7 +121,7 @@ TEST(Trainer, VocabularyLargerThanTheModelIsRefused) {
 
 TEST(Trainer, CorruptedCheckpointFailsToResumeNamingTheFile) {
   ScratchDirectory scratch("sy_trainer");
-  const std::string yaml = prepare(scratch.path());
+  const std::string yaml = prepare_tiny_run(scratch.path());
   TrainConfig config = config_for(yaml, scratch.file("run"), {"training.steps=2"});
   ASSERT_TRUE(train(config, {}).ok());
   const fs::path model = scratch.path() / "run" / "checkpoints" / "step_00000002" / "model.safetensors";
