@@ -27,6 +27,10 @@ sy_require(GTest_FOUND "libgtest-dev libgmock-dev")
 find_package(nlohmann_json QUIET)
 sy_require(nlohmann_json_FOUND "nlohmann-json3-dev")
 
+# ICU: Unicode character classes for the tokenizer's pre-tokenizer.
+find_package(ICU QUIET COMPONENTS uc)
+sy_require(ICU_FOUND "libicu-dev")
+
 find_package(OpenMP QUIET COMPONENTS CXX)
 sy_require(OpenMP_CXX_FOUND "libomp-dev")
 

@@ -1,6 +1,7 @@
-// Blended datasets: sample i of the blend comes from the source whose drawn share lags its
-// weight the most (Megatron's greedy blending), so after any n samples each source's count
-// is within one of n * weight. Deterministic: no randomness involved.
+// Blended datasets: sample i of the blend comes from the source whose next pick is due
+// soonest among those not already ahead of their weight (Tijdeman's chairman assignment), so
+// after any n samples each source's count is within one of n * weight. Deterministic: no
+// randomness involved.
 #pragma once
 
 #include <memory>

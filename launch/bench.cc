@@ -1,6 +1,6 @@
 // `switchyard bench ops` and `switchyard bench moe-layer`: forward+backward speed against the
 // PyTorch peers in scripts/bench/, medians of repeated runs in one process each (and the
-// dispatch to `bench train-step`, launch/bench_train_step.cc).
+// dispatch to `bench tokenizer` and `bench train-step`, each in its own file).
 #include "launch/bench.h"
 
 #include <omp.h>
@@ -275,6 +275,7 @@ int bench_moe_layer(int warmup, int repeats, bool with_torch, const std::string&
 }  // namespace
 
 int run_bench(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "tokenizer") return run_bench_tokenizer({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "train-step") return run_bench_train_step({args.begin() + 1, args.end()});
   if (args.empty() || (args[0] != "ops" && args[0] != "moe-layer")) {
     std::fprintf(stderr,

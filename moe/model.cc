@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "core/autograd/checkpoint.h"
+#include "core/autograd/grad_mode.h"
 #include "core/nn/nn.h"
 #include "core/ops/ops.h"
 #include "core/random.h"
@@ -46,6 +47,14 @@ class TransformerBlock : public Module {
       return {in[0] + dense->forward(post_attention_layernorm->forward(in[0]))};
     };
     return recompute ? checkpoint(dense_half, {h})[0] : dense_half({h})[0];
+  }
+
+  // The same for new tokens at positions position .. position + T - 1 (see forward_cached).
+  Tensor forward_cached(const Tensor& x, AttentionCache& cache, int64_t position) const {
+    Tensor h = x + self_attn->forward_cached(input_layernorm->forward(x), cache, position);
+    Tensor normed = post_attention_layernorm->forward(h);
+    MoeLayerStats stats;
+    return h + (moe ? moe->forward(normed, &stats) : dense->forward(normed));
   }
 
   std::shared_ptr<RMSNorm> input_layernorm;
@@ -138,6 +147,26 @@ ModelOutput Transformer::forward(const Tensor& tokens, const Tensor& targets) {
     out.loss = has_aux ? out.lm_loss + out.aux_loss.to(out.lm_loss.dtype()) : out.lm_loss;
   }
   return out;
+}
+
+Tensor Transformer::forward_cached(const Tensor& tokens, KvCache* cache) {
+  SY_CHECK(cache != nullptr, "Transformer::forward_cached: no cache");
+  SY_CHECK(tokens.dim() == 2 && !is_floating(tokens.dtype()) && tokens.size(1) > 0, "Transformer: tokens ",
+           ShapeString(tokens.shape()), ", expected integer (B, T) with T > 0");
+  const int64_t position = cache->length, T = tokens.size(1);
+  SY_CHECK(position + T <= config_.max_seq_len, "Transformer::forward_cached: ", position, " cached + ", T,
+           " new tokens exceed max_seq_len ", config_.max_seq_len);
+  if (cache->layers.empty()) cache->layers.resize(static_cast<size_t>(layers_->size()));
+  SY_CHECK(static_cast<int64_t>(cache->layers.size()) == layers_->size(), "Transformer::forward_cached: cache of ",
+           cache->layers.size(), " layers for a model of ", layers_->size());
+  NoGradGuard no_grad;
+  Tensor x = embed_tokens_->forward(tokens);  // (B, T, C)
+  for (int64_t layer = 0; layer < layers_->size(); ++layer) {
+    x = layers_->at<TransformerBlock>(layer).forward_cached(x, cache->layers[static_cast<size_t>(layer)], position);
+  }
+  x = norm_->forward(x);
+  cache->length = position + T;
+  return lm_head_ ? lm_head_->forward(x) : linear(x, embed_tokens_->weight);  // (B, T, V)
 }
 
 FlopCount count_flops(const ModelConfig& config, int64_t seq_len) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/nn/attention.h"
 #include "core/nn/module.h"
 #include "core/tensor.h"
 #include "moe/config.h"
@@ -20,6 +21,18 @@ struct ModelOutput {
   Tensor aux_loss;  // 0-d sum of every layer's balancing losses, coefficients applied
   Tensor loss;      // lm_loss + aux_loss: what training backpropagates
   std::vector<MoeLayerStats> moe_layers;  // one per MoE layer, in layer order
+};
+
+// Every layer's keys and values for generation: Transformer::forward_cached fills it. Empty
+// until the first call, which allocates each layer's (B, Hkv, max_seq_len, D) tables.
+struct KvCache {
+  std::vector<AttentionCache> layers;  // one per transformer layer
+  int64_t length = 0;                  // tokens cached: the next token sits at this position
+
+  void clear() {
+    layers.clear();
+    length = 0;
+  }
 };
 
 class TransformerBlock;
@@ -37,6 +50,14 @@ class Transformer : public Module {
 
   // tokens (B, T) i64; targets (B, T) i64 or undefined (ignore_index -100 skips a position).
   ModelOutput forward(const Tensor& tokens, const Tensor& targets = Tensor());
+
+  // Incremental decoding: tokens (B, T_new) follow the cache->length tokens already cached;
+  // returns their logits (B, T_new, V), equal to the full sequence's forward at those
+  // positions, and appends their keys and values. No autograd. MoE layers run as configured
+  // (use eval() for no router jitter): routing is per token, but a capacity factor applies
+  // to the T_new tokens of each call, so prefills may drop where decoding one token cannot.
+  // The sequence may not grow beyond max_seq_len.
+  Tensor forward_cached(const Tensor& tokens, KvCache* cache);
 
   const ModelConfig& config() const { return config_; }
   // Activation recomputation in training (TransformerBlock::forward says what is recomputed).

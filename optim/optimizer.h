@@ -44,6 +44,8 @@ class Optimizer {
 
   // Optimizer state under names "<state>.<parameter name>" (e.g. "exp_avg.layers.0.mlp.gate.weight",
   // "exp_avg_sq.…", "momentum.…", "master.…" for non-f32 parameters) plus "step" (0-d i64).
+  // Every name is present from the start (zeros, or the parameter itself for a master copy, where
+  // no step has touched it yet); entries share storage with the optimizer, as Module::state_dict.
   StateDict state_dict() const;
   // Fails, changing nothing, on a missing or unexpected name or a shape mismatch, naming the
   // key and both shapes.
@@ -51,6 +53,9 @@ class Optimizer {
 
  protected:
   explicit Optimizer(std::vector<std::pair<std::string, Tensor>> parameters);
+  // The per-parameter state the subclass keeps ("exp_avg", "exp_avg_sq"); "master" comes on top
+  // for every parameter that is not f32.
+  virtual std::vector<std::string> state_kinds() const = 0;
   std::vector<std::pair<std::string, Tensor>> parameters_;
   StateDict state_;  // created lazily or at construction by the subclass, f32
   int64_t step_count_ = 0;

@@ -12,6 +12,7 @@ PACKAGES=(
   libyaml-cpp-dev libabsl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libopenblas-dev libopenblas0-openmp libomp-dev
+  libicu-dev
   # PyTorch reference tests and the peer in benchmarks (tuned: OpenBLAS + tcmalloc)
   python3-torch python3-numpy libtcmalloc-minimal4
 )

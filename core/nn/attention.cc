@@ -1,7 +1,15 @@
 #include "core/nn/attention.h"
 
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/autograd/grad_mode.h"
 #include "core/ops/attention.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/matmul.h"
 #include "core/ops/rotary.h"
+#include "core/ops/softmax.h"
 
 namespace sy {
 
@@ -45,6 +53,43 @@ Tensor CausalSelfAttention::forward(const Tensor& x) const {
   Tensor out = scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                             /*causal=*/true);  // (B, H, T, D)
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, shape.H * D}));
+}
+
+Tensor CausalSelfAttention::forward_cached(const Tensor& x, AttentionCache& cache, int64_t position) const {
+  SY_CHECK(x.dim() == 3 && x.size(2) == shape.C, "CausalSelfAttention: x must be (B, T, ",
+           shape.C, "), got ", ShapeString(x.shape()));
+  const int64_t B = x.size(0), T = x.size(1), Hkv = shape.Hkv, G = shape.H / Hkv, L = position + T;
+  SY_CHECK(position >= 0 && L <= shape.max_T, "CausalSelfAttention::forward_cached: positions [",
+           position, ", ", L, ") exceed the ", shape.max_T, " positions of the cache");
+  NoGradGuard no_grad;
+  Tensor q = rotary_emb->forward(q_proj->forward(x).view({B, T, shape.H, D}), position);  // (B, T, H, D)
+  Tensor k = rotary_emb->forward(k_proj->forward(x).view({B, T, Hkv, D}), position);      // (B, T, Hkv, D)
+  Tensor v = v_proj->forward(x).view({B, T, Hkv, D});                                     // (B, T, Hkv, D)
+  const Shape cache_shape{B, Hkv, shape.max_T, D};
+  if (!cache.k.defined()) {
+    cache.k = Tensor::zeros(cache_shape, k.dtype(), k.device());
+    cache.v = Tensor::zeros(cache_shape, v.dtype(), v.device());
+  }
+  SY_CHECK(cache.k.shape() == cache_shape && cache.v.shape() == cache_shape,
+           "CausalSelfAttention::forward_cached: cache ", ShapeString(cache.k.shape()), ", expected ",
+           ShapeString(cache_shape));
+  cache.k.narrow(2, position, T).copy_(k.transpose(1, 2));
+  cache.v.narrow(2, position, T).copy_(v.transpose(1, 2));
+  const Tensor keys = cache.k.narrow(2, 0, L);    // (B, Hkv, L, D)
+  const Tensor values = cache.v.narrow(2, 0, L);  // (B, Hkv, L, D)
+
+  // Query head h reads kv head h / G, so the G query heads of a kv head stack as G * T rows.
+  Tensor queries = q.transpose(1, 2).reshape({B, Hkv, G * T, D});
+  Tensor scores = matmul(queries, keys.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
+  // New token i sits at position + i and sees the keys at positions 0 .. position + i.
+  std::vector<uint8_t> future(static_cast<size_t>(T * L));
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j < L; ++j) future[static_cast<size_t>(i * L + j)] = j > position + i;
+  }
+  Tensor mask = Tensor::from_vector(future, {T, L}, DType::kBool).to(x.device());
+  scores = masked_fill(scores.view({B, Hkv, G, T, L}), mask, -std::numeric_limits<double>::infinity());
+  Tensor out = matmul(softmax(scores, -1).view({B, Hkv, G * T, L}), values);  // (B, Hkv, G*T, D)
+  return o_proj->forward(out.view({B, shape.H, T, D}).transpose(1, 2).reshape({B, T, shape.H * D}));
 }
 
 }  // namespace sy

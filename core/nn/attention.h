@@ -20,6 +20,14 @@ class RotaryEmbedding : public Module {
   Tensor sin;  // (max_T, D/2)
 };
 
+// One layer's keys and values for incremental decoding. Allocated by the first
+// forward_cached for the whole table of max_T positions; positions >= the caller's length
+// hold stale values that no query reads.
+struct AttentionCache {
+  Tensor k;  // (B, Hkv, max_T, D), rotated
+  Tensor v;  // (B, Hkv, max_T, D)
+};
+
 struct AttentionShape {
   int64_t C = 0;        // model width
   int64_t H = 0;        // query heads; D = C / H
@@ -34,6 +42,12 @@ class CausalSelfAttention : public Module {
   explicit CausalSelfAttention(const AttentionShape& shape, double init_std = 0.02,
                                Generator* generator = nullptr);
   Tensor forward(const Tensor& x) const;
+  // x (B, T_new, C) at positions position .. position + T_new - 1, after `position` earlier
+  // tokens whose keys and values are in `cache` -> (B, T_new, C). Each new query sees every
+  // cached key and the new ones up to its own position; the new keys and values are written
+  // into the cache. Computed as plain matmuls and a masked softmax, without autograd (for
+  // generation; forward() is the training path).
+  Tensor forward_cached(const Tensor& x, AttentionCache& cache, int64_t position) const;
 
   AttentionShape shape;
   int64_t D;

@@ -299,7 +299,11 @@ Tensor bincount(const Tensor& x, int64_t minlength) {
 }
 
 Tensor one_hot(const Tensor& x, int64_t num_classes) {
-  require_cpu("one_hot", x);
+  if (x.device().is_cuda()) {
+    // On the host, like bincount: group-limited routing one-hots only N x group_topk group
+    // indices, and the bounds check needs the values there anyway.
+    return one_hot(x.detach().to(Device::CPU()), num_classes).to(x.device());
+  }
   SY_CHECK(is_integer(x.dtype()), "one_hot: expected an integer tensor, got ", dtype_name(x.dtype()));
   Tensor values = x.detach().to(DType::kI64).contiguous();
   const int64_t* data = values.data<int64_t>();

@@ -130,5 +130,42 @@ TEST(CudaMoeLayer, ForwardOnCudaMatchesCpu) {
   EXPECT_EQ(gpu_stats.tokens_per_expert.to_vector<int64_t>(), cpu_stats.tokens_per_expert.to_vector<int64_t>());
 }
 
+// Forward and backward of a DeepSeek-V3-style layer (sigmoid scores, group-limited routing,
+// expert bias, backward through experts, router and shared expert) on CUDA against the CPU.
+TEST(CudaMoeLayer, SigmoidGroupLimitedForwardAndBackwardMatchCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: the CUDA MoE path is compiled but not run";
+  MoeConfig config;
+  config.num_experts = E;
+  config.top_k = K;
+  config.expert_ffn_size = F;
+  config.num_shared_experts = 1;
+  config.shared_expert_ffn_size = F;
+  config.score_function = ScoreFunction::kSigmoid;
+  config.renormalize = true;
+  config.num_groups = 2;
+  config.group_topk = 1;
+  config.expert_bias = true;
+  config.global_load_balance_coeff = 0.01;
+  MoeLayer cpu_layer(config, C, 0.2, 0.1);
+  MoeLayer gpu_layer(config, C, 0.2, 0.1);
+  ASSERT_TRUE(gpu_layer.load_state_dict(cpu_layer.state_dict()).ok());
+  gpu_layer.to(kGpu);
+  Tensor x = random_tensor({2, N / 2, C}, 78);
+  MoeLayerStats cpu_stats, gpu_stats;
+  Tensor cpu_loss = sum(cpu_layer.forward(x, &cpu_stats)) + cpu_stats.global_load_balance_loss;
+  Tensor gpu_loss = sum(gpu_layer.forward(x.to(kGpu), &gpu_stats)) + gpu_stats.global_load_balance_loss;
+  EXPECT_LE(max_abs_difference(gpu_loss, cpu_loss), 1e-3);
+  EXPECT_EQ(gpu_stats.tokens_per_expert.to_vector<int64_t>(), cpu_stats.tokens_per_expert.to_vector<int64_t>());
+  cpu_loss.backward();
+  gpu_loss.backward();
+  auto cpu_parameters = cpu_layer.named_parameters(), gpu_parameters = gpu_layer.named_parameters();
+  ASSERT_EQ(cpu_parameters.size(), gpu_parameters.size());
+  for (size_t i = 0; i < cpu_parameters.size(); ++i) {
+    ASSERT_TRUE(gpu_parameters[i].second.grad().defined()) << gpu_parameters[i].first;
+    EXPECT_LE(max_abs_difference(gpu_parameters[i].second.grad(), cpu_parameters[i].second.grad()), 1e-3)
+        << cpu_parameters[i].first;
+  }
+}
+
 }  // namespace
 }  // namespace sy::testing
