@@ -362,8 +362,8 @@ int run_bench_train_step(const std::vector<std::string>& args) {
   print_row("MFU", absl::StrFormat("%.2f%%", 100.0 * mfu(ours)),
             have_torch ? absl::StrFormat("%.2f%%", 100.0 * mfu(torch)) : "-",
             have_torch ? mfu(ours) / mfu(torch) : nan);
-  std::printf("\nratio > 1: Switchyard is faster. Phase rows: the median of each phase (they need not add up to the "
-              "step's median) and its share of the step. %s\n", note.c_str());
+  std::printf("\n%sPhase rows: the median of each phase (they need not add up to the step's median) and its "
+              "share of the step. %s\n", options.with_torch ? "ratio > 1: Switchyard is faster. " : "", note.c_str());
 
   if (!options.with_torch) return 0;
   if (!have_torch) {
