@@ -13,6 +13,7 @@ namespace sy {
 struct DataSource {
   std::string prefix;   // an indexed dataset: prefix.bin + prefix.idx
   double weight = 1.0;  // share of the blend (normalized over the sources)
+  bool operator==(const DataSource&) const = default;
 };
 
 struct DataConfig {
@@ -23,6 +24,7 @@ struct DataConfig {
   uint64_t seed = 1234;              // document shuffling
   std::string cache_dir;             // sample index cache; "" = next to each dataset
   absl::Status validate() const;     // names the key
+  bool operator==(const DataConfig&) const = default;
 };
 
 }  // namespace sy

@@ -71,12 +71,14 @@ uint64_t stream_id(Split split, uint64_t stream) { return (static_cast<uint64_t>
 
 // ---- .npy (version 1.0, little-endian int64, C order) ----
 
-absl::Status write_npy_i64(const std::string& path, const std::vector<int64_t>& values, std::vector<int64_t> shape) {
-  std::string dims;
-  for (int64_t d : shape) absl::StrAppend(&dims, d, ", ");
-  if (shape.size() > 1) dims.resize(dims.size() - 2);  // "(N, 2)", but "(N,)" for one dimension
-  else dims.resize(dims.size() - 1);
-  std::string header = absl::StrCat("{'descr': '<i8', 'fortran_order': False, 'shape': (", dims, "), }");
+// numpy's spelling of a shape: "(N,)" or "(N, 2)".
+std::string npy_shape(const std::vector<int64_t>& shape) {
+  return shape.size() == 1 ? absl::StrCat("(", shape[0], ",)") : absl::StrCat("(", shape[0], ", ", shape[1], ")");
+}
+
+absl::Status write_npy_i64(const std::string& path, const std::vector<int64_t>& values,
+                           const std::vector<int64_t>& shape) {
+  std::string header = absl::StrCat("{'descr': '<i8', 'fortran_order': False, 'shape': ", npy_shape(shape), ", }");
   header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
   header.push_back('\n');
   const std::string temp = absl::StrCat(path, ".tmp.", getpid());
@@ -113,13 +115,9 @@ bool read_npy_i64(const std::string& path, const std::vector<int64_t>& shape, st
   }
   int64_t count = 1;
   for (int64_t d : shape) count *= d;
-  std::string dims;
-  for (int64_t d : shape) absl::StrAppend(&dims, d, ", ");
-  if (shape.size() > 1) dims.resize(dims.size() - 2);
-  else dims.resize(dims.size() - 1);
   ok = ok && header.find("'descr': '<i8'") != std::string::npos &&
        header.find("'fortran_order': False") != std::string::npos &&
-       header.find(absl::StrCat("'shape': (", dims, ")")) != std::string::npos;
+       header.find(absl::StrCat("'shape': ", npy_shape(shape))) != std::string::npos;
   if (ok) {
     values->resize(static_cast<size_t>(count));
     ok = std::fread(values->data(), 8, values->size(), file) == values->size() && std::fgetc(file) == EOF;

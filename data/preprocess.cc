@@ -22,8 +22,8 @@ namespace sy {
 namespace {
 
 // A chunk is tokenized in parallel once it holds this much text or this many documents.
-constexpr size_t kChunkBytes = 8 << 20;
-constexpr size_t kChunkDocuments = 16384;
+constexpr size_t kChunkBytes = 1 << 20;
+constexpr size_t kChunkDocuments = 4096;
 
 bool is_json_lines(const std::string& path) {
   return absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".json");

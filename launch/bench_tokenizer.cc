@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -90,15 +91,27 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Seconds to encode every document on `threads` threads; adds the tokens made to `*tokens`.
-double encode_all(const Tokenizer& tokenizer, const std::vector<std::string>& documents, int threads, int64_t* tokens) {
+double process_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+struct PassTime {
+  double wall = 0, cpu = 0;  // seconds; cpu sums every thread of the process
+};
+
+// Encodes every document on `threads` threads; sets `*tokens` to the number of tokens made.
+PassTime encode_all(const Tokenizer& tokenizer, const std::vector<std::string>& documents, int threads,
+                    int64_t* tokens) {
   int64_t count = 0;
+  const double cpu_start = process_cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) reduction(+ : count)
   for (size_t i = 0; i < documents.size(); ++i) count += static_cast<int64_t>(tokenizer.encode(documents[i]).size());
-  const double seconds = seconds_since(start);
+  PassTime time{seconds_since(start), process_cpu_seconds() - cpu_start};
   *tokens = count;
-  return seconds;
+  return time;
 }
 
 // One cold pass of the npm reference over the documents, in seconds; negative if unavailable.
@@ -127,7 +140,7 @@ double node_seconds(const std::string& package_dir, const std::vector<std::strin
 
 int run_bench_tokenizer(const std::vector<std::string>& args) {
   std::string input_path, vocab_dir;
-  int repeats = 5;
+  int repeats = 5, threads = omp_get_num_procs();
   int64_t train_vocab = 8192;
   bool with_node = true;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -139,6 +152,8 @@ int run_bench_tokenizer(const std::vector<std::string>& args) {
       vocab_dir = args[++i];
     } else if (arg == "--repeats" && has_value && absl::SimpleAtoi(args[i + 1], &repeats) && repeats > 0) {
       ++i;
+    } else if (arg == "--threads" && has_value && absl::SimpleAtoi(args[i + 1], &threads) && threads > 0) {
+      ++i;
     } else if (arg == "--train-vocab" && has_value && absl::SimpleAtoi(args[i + 1], &train_vocab)) {
       ++i;
     } else if (arg == "--no-node") {
@@ -146,7 +161,7 @@ int run_bench_tokenizer(const std::vector<std::string>& args) {
     } else {
       std::fprintf(stderr,
                    "usage: switchyard bench tokenizer [--input FILE] [--vocab DIR] [--repeats N] "
-                   "[--train-vocab N (0: no training)] [--no-node]\n");
+                   "[--threads N (default: every core)] [--train-vocab N (0: no training)] [--no-node]\n");
       return 2;
     }
   }
@@ -198,17 +213,18 @@ int run_bench_tokenizer(const std::vector<std::string>& args) {
   std::printf(
       "switchyard bench tokenizer: %s, %.2f MB in %zu documents\nvocabulary: %s\n"
       "median of %d runs; cold: a freshly loaded tokenizer (empty word caches, as preprocessing sees "
-      "a corpus), warm: a second pass over the same documents\n",
+      "a corpus), warm: a second pass over the same documents; MB/CPU-s: MB per second of CPU time summed over "
+      "threads (flat when threads scale)\n",
       input_name.c_str(), megabytes, documents.size(), vocab_name.c_str(), repeats);
-  const int cores = omp_get_num_procs();
   std::vector<int> thread_counts = {1};
-  if (cores > 1) thread_counts.push_back(cores);
-  std::printf("\n| %-28s | %12s | %12s | %14s |\n", "encoder", "cold MB/s", "warm MB/s", "cold Mtokens/s");
-  std::printf("|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(14, '-').c_str(),
-              std::string(14, '-').c_str(), std::string(16, '-').c_str());
+  if (threads > 1) thread_counts.push_back(threads);
+  std::printf("\n| %-28s | %10s | %10s | %14s | %13s |\n", "encoder", "cold MB/s", "warm MB/s", "cold Mtokens/s",
+              "cold MB/CPU-s");
+  std::printf("|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(12, '-').c_str(),
+              std::string(12, '-').c_str(), std::string(16, '-').c_str(), std::string(15, '-').c_str());
   double single_thread_cold = 0;
-  for (int threads : thread_counts) {
-    std::vector<double> cold, warm;
+  for (int thread_count : thread_counts) {
+    std::vector<double> cold, warm, cold_cpu;
     int64_t tokens = 0;
     for (int run = 0; run < repeats; ++run) {
       absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(vocab_dir);
@@ -216,18 +232,23 @@ int run_bench_tokenizer(const std::vector<std::string>& args) {
         std::fprintf(stderr, "switchyard bench tokenizer: %s\n", std::string(tokenizer.status().message()).c_str());
         return 1;
       }
-      cold.push_back(encode_all(*tokenizer, documents, threads, &tokens));
-      warm.push_back(encode_all(*tokenizer, documents, threads, &tokens));
+      const PassTime first = encode_all(*tokenizer, documents, thread_count, &tokens);
+      cold.push_back(first.wall);
+      cold_cpu.push_back(first.cpu);
+      warm.push_back(encode_all(*tokenizer, documents, thread_count, &tokens).wall);
     }
     const double cold_seconds = median(cold);
-    if (threads == 1) single_thread_cold = megabytes / cold_seconds;
-    std::printf("| %-28s | %12.1f | %12.1f | %14.2f |\n", absl::StrCat("switchyard, ", threads, " thread(s)").c_str(),
-                megabytes / cold_seconds, megabytes / median(warm), static_cast<double>(tokens) / cold_seconds / 1e6);
+    if (thread_count == 1) single_thread_cold = megabytes / cold_seconds;
+    std::printf("| %-28s | %10.1f | %10.1f | %14.2f | %13.1f |\n",
+                absl::StrCat("switchyard, ", thread_count, thread_count == 1 ? " thread" : " threads").c_str(),
+                megabytes / cold_seconds, megabytes / median(warm), static_cast<double>(tokens) / cold_seconds / 1e6,
+                megabytes / median(cold_cpu));
   }
   if (with_node) {
     const double seconds = node_seconds(reference, documents);
     if (seconds > 0) {
-      std::printf("| %-28s | %12.2f | %12s | %14s |\n", "gpt-3-encoder (node), 1 run", megabytes / seconds, "-", "-");
+      std::printf("| %-28s | %10.2f | %10s | %14s | %13s |\n", "gpt-3-encoder (node), 1 run", megabytes / seconds, "-",
+                  "-", "-");
       std::printf("\nswitchyard on 1 thread is %.0fx the npm reference (cold).",
                   single_thread_cold / (megabytes / seconds));
     } else {

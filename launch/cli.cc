@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "launch/bench.h"
+#include "launch/generate.h"
+#include "launch/preprocess_command.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -33,7 +35,9 @@ int print_version(const std::vector<std::string>&) {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> list = {
       {"version", "print the version and the backends built", print_version},
+      {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
       {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
+      {"preprocess", "text or JSON lines -> indexed dataset (.bin/.idx); can train the tokenizer first", run_preprocess},
   };
   return list;
 }

@@ -28,23 +28,27 @@ struct TrainingConfig {
   bool recompute = false;           // activation recomputation per transformer block
   double peak_flops = 0;            // per process, for MFU; 0 = measured sgemm peak
   uint64_t seed = 1234;             // dropout, router jitter
+  bool operator==(const TrainingConfig&) const = default;
 };
 
 struct ParallelConfig {
   int64_t tensor = 1, context = 1, data = 1, pipeline = 1, expert = 1, expert_tensor = 1;
   double collective_timeout_s = 300;
+  bool operator==(const ParallelConfig&) const = default;
 };
 
 struct CheckpointConfig {
   int64_t interval = 0;     // save every N steps (0: only at the end and on a signal)
   int64_t keep_last_n = 3;  // older step directories are deleted (0: keep all)
   std::string load;         // a checkpoint directory to start from (weights, optimizer, step)
+  bool operator==(const CheckpointConfig&) const = default;
 };
 
 struct LoggingConfig {
   bool tensorboard = true;
   bool jsonl = true;
   std::string progress = "auto";  // auto (a live line on a terminal) | lines | none
+  bool operator==(const LoggingConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -58,6 +62,7 @@ struct TrainConfig {
   LoggingConfig logging;
 
   int64_t gradient_accumulation_steps() const;  // global / (micro x data)
+  bool operator==(const TrainConfig&) const = default;
 };
 
 // Reads `path` (following `include:` base files, later keys overriding earlier ones), applies
@@ -71,7 +76,15 @@ absl::StatusOr<TrainConfig> parse_config(const std::string& yaml, const std::str
                                          const std::string& base_dir = ".");
 // Every key with its resolved value, loadable by parse_config to the same struct.
 std::string config_to_yaml(const TrainConfig& config);
-// Cross-section checks (batch sizes divide, seq_length <= max_seq_len, ...).
+// Every section's validate() and the cross-section checks (batch sizes divide, seq_length <=
+// max_seq_len, parallel sizes that exist); messages name the keys but no file.
 absl::Status validate_config(const TrainConfig& config);
+
+// One row of the key table that parsing, config_to_yaml and configs/README.md share: the dotted
+// key, its type, its default as config_to_yaml writes it, and its meaning.
+struct ConfigKeyInfo {
+  std::string name, type, default_value, doc;
+};
+std::vector<ConfigKeyInfo> config_keys();
 
 }  // namespace sy

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "core/random.h"
 #include "moe/model.h"
 
@@ -19,6 +21,8 @@ struct SamplingOptions {
   uint64_t seed = 0;             // seeds the Philox stream: same model, prompt and seed, same text
   int64_t max_new_tokens = 100;
   int32_t end_of_text = -1;      // generation stops when this token is drawn (-1: none)
+  int64_t vocab_limit = 0;       // draw only ids below this, e.g. the tokenizer's size when the
+                                 // model's vocabulary is padded beyond it (0: all V)
 };
 
 // Continues `prompt` (at least one token) and returns the new tokens, each also passed to
@@ -45,5 +49,16 @@ class Utf8Stream {
  private:
   std::string pending_;
 };
+
+// `switchyard generate --checkpoint DIR --prompt TEXT [--max-new-tokens N] [--temperature T]
+// [--top-k K] [--seed S]`: loads the checkpoint (DIR is a step directory or a checkpoints
+// folder with a `latest` pointer), its config and the tokenizer the config names, writes the
+// prompt and then the sampled text to `out` as it is drawn, and a newline at the end. An empty
+// prompt starts a new document (the end-of-text token). Mistakes in the flags, the checkpoint
+// or the tokenizer come back as a Status before anything is written.
+absl::Status generate_command(const std::vector<std::string>& args, std::FILE* out);
+// The CLI entry: generate_command to stdout; prints `switchyard generate: <message>` and
+// returns 1 on error.
+int run_generate(const std::vector<std::string>& args);
 
 }  // namespace sy

@@ -43,6 +43,8 @@ struct MoeConfig {
   double capacity_factor = 0.0;
   DropPolicy drop_policy = DropPolicy::kProbs;
   bool pad_to_capacity = false;
+
+  bool operator==(const MoeConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -68,6 +70,7 @@ struct ModelConfig {
   bool is_moe_layer(int64_t layer) const;
   // Checks every size and range, naming the key and what was expected.
   absl::Status validate() const;
+  bool operator==(const ModelConfig&) const = default;
 };
 
 }  // namespace sy

@@ -29,6 +29,7 @@ struct OptimizerConfig {
   double momentum = 0.9;        // SGD only
   double grad_clip = 1.0;       // max global gradient norm; 0 disables clipping
   absl::Status validate() const;  // names the key ("optimizer.beta2 must be in [0, 1), got 1.5")
+  bool operator==(const OptimizerConfig&) const = default;
 };
 
 class Optimizer {

@@ -15,6 +15,7 @@ struct ScheduleConfig {
   int64_t warmup_steps = 0;
   double decay_fraction = 0.2;  // WSD: the last fraction of the steps decays linearly to the floor
   absl::Status validate(int64_t total_steps) const;
+  bool operator==(const ScheduleConfig&) const = default;
 };
 
 // The learning rate of optimizer step `step` (0-based: the step about to be taken) out of

@@ -15,6 +15,8 @@ PACKAGES=(
   libicu-dev
   # PyTorch reference tests and the peer in benchmarks (tuned: OpenBLAS + tcmalloc)
   python3-torch python3-numpy libtcmalloc-minimal4
+  # the independent TensorBoard event-file reader in the tests
+  python3-protobuf
 )
 
 missing=()

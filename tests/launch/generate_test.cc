@@ -1,16 +1,26 @@
 // The sampler: cached greedy decoding equals recomputing the whole sequence, sampling is
 // reproducible by seed, top-k and temperature shape the draws, and generation stops where
-// it should. Also the UTF-8 streaming of decoded bytes.
+// it should. Also the UTF-8 streaming of decoded bytes and `switchyard generate` on a
+// checkpoint saved here.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "data/tokenizer.h"
+#include "launch/checkpoint.h"
+#include "launch/config.h"
 #include "launch/generate.h"
 #include "moe/model.h"
+#include "optim/optimizer.h"
+#include "tests/support/scratch_directory.h"
 
 namespace sy::testing {
 namespace {
@@ -181,6 +191,145 @@ TEST(Utf8Stream, PassesInvalidBytesAndReturnsAnUnfinishedTailAtTheEnd) {
   EXPECT_EQ(stream.push("b\xE2\x82"), "b");
   EXPECT_EQ(stream.finish(), "\xE2\x82");
   EXPECT_EQ(stream.push("c"), "c");
+}
+
+// ---- switchyard generate ----
+
+const std::vector<std::string> kCorpus = {
+    "the quick brown fox jumps over the lazy dog. the dog sleeps; the fox runs on.",
+    "a stitch in time saves nine, and a penny saved is a penny earned.",
+    "caf\xC3\xA9 cr\xC3\xA8me br\xC3\xBBl\xC3\xA9" "e \xE2\x82\xAC" "3 \xF0\x9F\x98\x80 na\xC3\xAFve",
+};
+
+// A checkpoint of a small MoE model whose vocabulary (320) is padded past its tokenizer's (300),
+// with weights changed after initialization so that only loading them reproduces its output.
+class GenerateCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(scratch_.ok());
+    absl::StatusOr<Tokenizer> trained = Tokenizer::train(kCorpus, 300);
+    ASSERT_TRUE(trained.ok()) << trained.status();
+    tokenizer_ = std::make_unique<Tokenizer>(std::move(*trained));
+    ASSERT_TRUE(tokenizer_->save(scratch_.file("tokenizer")).ok());
+
+    config_.model = moe_config();
+    config_.model.vocab_size = 320;
+    config_.model.max_seq_len = 32;
+    config_.data.tokenizer = scratch_.file("tokenizer");
+    config_.data.sources = {DataSource{.prefix = scratch_.file("corpus"), .weight = 1.0}};
+    config_.data.seq_length = 16;
+    root_ = scratch_.file("checkpoints");
+    save(config_);
+  }
+
+  void save(const TrainConfig& config) {
+    model_ = std::make_unique<Transformer>(config.model);
+    {
+      NoGradGuard no_grad;
+      for (auto& [name, parameter] : model_->named_parameters()) parameter.mul_(1.7);
+    }
+    std::unique_ptr<Optimizer> optimizer = make_optimizer(config.optimizer, model_->named_parameters());
+    absl::Status saved = save_checkpoint(root_, *model_, *optimizer, TrainState{.step = 10}, config_to_yaml(config), 1);
+    ASSERT_TRUE(saved.ok()) << saved;
+    model_->eval();
+  }
+
+  // generate_command's output and status.
+  std::pair<std::string, absl::Status> run(const std::vector<std::string>& args) {
+    std::FILE* out = std::tmpfile();
+    absl::Status status = generate_command(args, out);
+    std::string text(static_cast<size_t>(std::ftell(out)), '\0');
+    std::rewind(out);
+    text.resize(std::fread(text.data(), 1, text.size(), out));
+    std::fclose(out);
+    return {text, status};
+  }
+
+  // What the command should print: the prompt, then the decoded continuation and a newline.
+  std::string expected(const std::string& prompt, SamplingOptions options) {
+    options.end_of_text = tokenizer_->end_of_text();
+    options.vocab_limit = tokenizer_->vocab_size();
+    std::vector<int32_t> tokens = tokenizer_->encode(prompt);
+    if (tokens.empty()) tokens = {tokenizer_->end_of_text()};
+    return prompt + tokenizer_->decode(generate(*model_, tokens, options)) + "\n";
+  }
+
+  ScratchDirectory scratch_{"sy_generate"};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  TrainConfig config_;
+  std::string root_;
+  std::unique_ptr<Transformer> model_;
+};
+
+TEST_F(GenerateCommand, GreedyPrintsThePromptAndTheLoadedModelsContinuation) {
+  auto [text, status] = run({"--checkpoint", root_, "--prompt", "the quick", "--temperature", "0",
+                             "--max-new-tokens", "12"});
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(text, expected("the quick", {.temperature = 0, .max_new_tokens = 12}));
+  EXPECT_GT(text.size(), std::string("the quick\n").size());
+  // A freshly initialized model (no weights loaded) continues differently.
+  Transformer fresh(config_.model);
+  fresh.eval();
+  std::vector<int32_t> fresh_tokens =
+      generate(fresh, tokenizer_->encode("the quick"),
+               {.temperature = 0, .max_new_tokens = 12, .end_of_text = tokenizer_->end_of_text(), .vocab_limit = 300});
+  EXPECT_NE(text, "the quick" + tokenizer_->decode(fresh_tokens) + "\n");
+}
+
+TEST_F(GenerateCommand, SeededSamplingFromTheStepDirectoryWithEqualsFlags) {
+  const std::string step = (std::filesystem::path(root_) / "step_00000010").string();
+  const std::vector<std::string> args = {"--checkpoint=" + step, "--prompt=a penny", "--temperature=1.3",
+                                         "--top-k=50", "--seed=17", "--max-new-tokens=20"};
+  auto [text, status] = run(args);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(text, expected("a penny", {.temperature = 1.3, .top_k = 50, .seed = 17, .max_new_tokens = 20}));
+  EXPECT_EQ(run(args).first, text);
+}
+
+TEST_F(GenerateCommand, AnEmptyPromptStartsANewDocument) {
+  auto [text, status] = run({"--checkpoint", root_, "--prompt", "", "--seed", "3", "--max-new-tokens", "10"});
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(text, expected("", {.seed = 3, .max_new_tokens = 10}));
+}
+
+void expect_error(const std::pair<std::string, absl::Status>& result, const std::string& part) {
+  const auto& [text, status] = result;
+  EXPECT_FALSE(status.ok());
+  const std::string message(status.message());
+  EXPECT_NE(message.find(part), std::string::npos) << "'" << message << "' lacks '" << part << "'";
+  EXPECT_EQ(text, "") << "an error printed text first";
+}
+
+TEST_F(GenerateCommand, FlagMistakesNameTheFlag) {
+  expect_error(run({"--prompt", "x"}), "--checkpoint DIR is required");
+  expect_error(run({"--checkpoint", root_}), "--prompt TEXT is required");
+  expect_error(run({"--checkpoint", root_, "--prompt", "x", "--temprature", "1"}), "unknown argument '--temprature'");
+  expect_error(run({"--checkpoint", root_, "--prompt", "x", "--temperature", "-1"}),
+               "--temperature expects a number >= 0, got '-1'");
+  expect_error(run({"--checkpoint", root_, "--prompt", "x", "--top-k", "many"}),
+               "--top-k expects an integer >= 0, got 'many'");
+  expect_error(run({"--checkpoint", root_, "--prompt", "x", "--max-new-tokens"}), "--max-new-tokens expects a value");
+  EXPECT_EQ(run_generate({"--checkpoint", root_, "--prompt", "x", "--seed", "-3"}), 1);
+}
+
+TEST_F(GenerateCommand, AMissingCheckpointNamesThePath) {
+  const std::string missing = scratch_.file("no_such_run");
+  expect_error(run({"--checkpoint", missing, "--prompt", "x"}), missing);
+}
+
+TEST_F(GenerateCommand, AMissingTokenizerNamesTheKeyAndTheFile) {
+  TrainConfig moved = config_;
+  moved.data.tokenizer = scratch_.file("tokenizer_elsewhere");
+  std::filesystem::remove_all(root_);
+  save(moved);
+  expect_error(run({"--checkpoint", root_, "--prompt", "x"}), "data.tokenizer");
+  expect_error(run({"--checkpoint", root_, "--prompt", "x"}), "tokenizer_elsewhere");
+}
+
+TEST_F(GenerateCommand, APromptThatFillsMaxSeqLenIsRefused) {
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += " fox";
+  expect_error(run({"--checkpoint", root_, "--prompt", prompt}), "max_seq_len of 32");
 }
 
 }  // namespace
