@@ -1,9 +1,9 @@
 // `switchyard bench ops` and `switchyard bench moe-layer`: forward+backward speed against the
-// PyTorch peers in scripts/bench/, medians of repeated runs in one process each.
+// PyTorch peers in scripts/bench/, medians of repeated runs in one process each (and the
+// dispatch to `bench tokenizer` and `bench train-step`, each in its own file).
 #include "launch/bench.h"
 
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,12 +20,9 @@
 #include "absl/strings/str_format.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops/ops.h"
+#include "launch/bench_peer.h"
 #include "moe/dispatch_local.h"
 #include "moe/moe_layer.h"
-
-#ifndef SY_SOURCE_DIR
-#define SY_SOURCE_DIR "."
-#endif
 
 namespace sy {
 namespace {
@@ -81,12 +78,6 @@ std::pair<std::vector<Tensor>, std::function<Tensor()>> make_case(const BenchCas
   SY_FAIL("unknown bench kind ", bench_case.kind);
 }
 
-double median(std::vector<double> samples) {
-  std::sort(samples.begin(), samples.end());
-  size_t n = samples.size();
-  return n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
-}
-
 // Median milliseconds of forward + backward (with an all-ones output gradient).
 double time_case(const BenchCase& bench_case, int warmup, int repeats) {
   auto [leaves, forward] = make_case(bench_case);
@@ -102,51 +93,13 @@ double time_case(const BenchCase& bench_case, int warmup, int repeats) {
   return median(samples);
 }
 
-std::string torch_preload() {
-  for (const char* path : {"/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-                           "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4"}) {
-    if (access(path, R_OK) == 0) return path;
-  }
-  return "";
-}
-
-// Runs a PyTorch peer script (scripts/bench/<script>) on `cases` (JSON objects, each with a
-// "name"); returns name -> median ms (empty if unavailable), and a line about the peer in `note`.
+// Runs a PyTorch peer script (scripts/bench/<script>) on `cases`; returns name -> median ms.
 std::map<std::string, double> time_torch(const std::string& script, const nlohmann::json& cases, int warmup,
                                          int repeats, std::string* note) {
   std::map<std::string, double> result;
-  const int threads = omp_get_max_threads();
-  nlohmann::json spec = {{"threads", threads}, {"warmup", warmup}, {"repeats", repeats}, {"cases", cases}};
-  char spec_path[] = "/tmp/switchyard-bench-XXXXXX";
-  int fd = mkstemp(spec_path);
-  if (fd < 0) {
-    *note = "could not create a temporary file for the PyTorch peer";
-    return result;
+  for (const auto& [name, row] : run_torch_peer(script, cases, warmup, repeats, note)) {
+    if (row.contains("median_ms")) result[name] = row["median_ms"].get<double>();
   }
-  std::string text = spec.dump();
-  if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) *note = "short write";
-  close(fd);
-  std::string preload = torch_preload();
-  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-  std::string command = absl::StrCat(
-      "env OMP_NUM_THREADS=", threads, preload.empty() ? "" : " LD_PRELOAD=" + preload,
-      coretype ? absl::StrCat(" OPENBLAS_CORETYPE=", coretype) : "", " /usr/bin/python3 ",
-      SY_SOURCE_DIR, "/scripts/bench/", script, " < ", spec_path, " 2>&1");
-  FILE* pipe = popen(command.c_str(), "r");
-  char line[4096];
-  while (pipe != nullptr && fgets(line, sizeof line, pipe) != nullptr) {
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (row.is_discarded()) {
-      *note += line;
-    } else if (row.contains("median_ms")) {
-      result[row["name"].get<std::string>()] = row["median_ms"].get<double>();
-    } else if (row.contains("torch")) {
-      *note = absl::StrCat("PyTorch ", row["torch"].get<std::string>(), ", ", row["threads"].get<int>(),
-                           " threads, preload: ", row["preload"].get<std::string>().empty() ? "none" : "tcmalloc");
-    }
-  }
-  if (pipe != nullptr) pclose(pipe);
-  unlink(spec_path);
   return result;
 }
 
@@ -323,9 +276,11 @@ int bench_moe_layer(int warmup, int repeats, bool with_torch, const std::string&
 
 int run_bench(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "tokenizer") return run_bench_tokenizer({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "train-step") return run_bench_train_step({args.begin() + 1, args.end()});
   if (args.empty() || (args[0] != "ops" && args[0] != "moe-layer")) {
     std::fprintf(stderr,
-                 "usage: switchyard bench ops|moe-layer [--repeats N] [--warmup N] [--filter TEXT] [--no-torch]\n");
+                 "usage: switchyard bench ops|moe-layer [--repeats N] [--warmup N] [--filter TEXT] [--no-torch]\n"
+                 "       switchyard bench train-step [--config FILE] [--repeats N] [--warmup N] [--no-torch]\n");
     return 2;
   }
   // A layer step takes seconds on a few cores: fewer runs by default there.

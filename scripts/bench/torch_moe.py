@@ -29,14 +29,16 @@ class MoeLayer:
             self.shared = (param(shared, c), param(shared, c), param(c, shared))
             self.params += list(self.shared)
 
-    def forward(self, x):
-        flat = x.reshape(-1, x.shape[-1])
+    def route(self, flat):
+        """-> routing weights (N, K) and chosen experts (N, K) of the tokens flat (N, C)."""
         logits = F.linear(flat, self.router)
         if self.pre_softmax:
-            weights, experts = torch.softmax(logits, dim=-1).topk(self.k, dim=-1)
-        else:
-            top_logits, experts = logits.topk(self.k, dim=-1)
-            weights = torch.softmax(top_logits, dim=-1)
+            return torch.softmax(logits, dim=-1).topk(self.k, dim=-1)
+        top_logits, experts = logits.topk(self.k, dim=-1)
+        return torch.softmax(top_logits, dim=-1), experts
+
+    def routed_experts(self, flat, weights, experts):
+        """sum over the K chosen experts of weight * SwiGLU expert, (N, C)."""
         flat_experts = experts.reshape(-1)
         order = torch.argsort(flat_experts, stable=True)
         counts = torch.bincount(flat_experts, minlength=self.e).tolist()
@@ -49,10 +51,17 @@ class MoeLayer:
             gate, up = (rows @ w1[e]).chunk(2, dim=-1)
             outs.append((F.silu(gate) * up) @ w2[e])
         y = torch.cat(outs) * weights.reshape(-1)[order].unsqueeze(1)
-        out = torch.zeros_like(flat).index_add(0, tokens, y)
+        return torch.zeros_like(flat).index_add(0, tokens, y)
+
+    def shared_experts(self, flat):
+        gate, up, down = self.shared
+        return F.linear(F.silu(F.linear(flat, gate)) * F.linear(flat, up), down)
+
+    def forward(self, x):
+        flat = x.reshape(-1, x.shape[-1])
+        out = self.routed_experts(flat, *self.route(flat))
         if self.shared is not None:
-            gate, up, down = self.shared
-            out = out + F.linear(F.silu(F.linear(flat, gate)) * F.linear(flat, up), down)
+            out = out + self.shared_experts(flat)
         return out.view_as(x)
 
 
