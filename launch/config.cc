@@ -487,7 +487,7 @@ const std::vector<Key>& keys() {
     k.push_back(integer_key("checkpoint.keep_last_n", SY_FIELD(checkpoint.keep_last_n),
                             "older step directories are deleted; 0: keep all"));
     k.push_back(path_key("checkpoint.load", SY_FIELD(checkpoint.load),
-                         "a checkpoint directory to start from (weights, optimizer, step); empty: from scratch"));
+                         "initial weights from a checkpoint (a run's checkpoints/ or one step), fresh optimizer, step 0 (e.g. an upcycled model); empty: random init"));
     // logging
     k.push_back(bool_key("logging.tensorboard", SY_FIELD(logging.tensorboard), "TensorBoard event files in tensorboard/"));
     k.push_back(bool_key("logging.jsonl", SY_FIELD(logging.jsonl), "one JSON line per step in metrics.jsonl"));

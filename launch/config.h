@@ -40,7 +40,7 @@ struct ParallelConfig {
 struct CheckpointConfig {
   int64_t interval = 0;     // save every N steps (0: only at the end and on a signal)
   int64_t keep_last_n = 3;  // older step directories are deleted (0: keep all)
-  std::string load;         // a checkpoint directory to start from (weights, optimizer, step)
+  std::string load;         // initial weights from a checkpoint; fresh optimizer and step 0
   bool operator==(const CheckpointConfig&) const = default;
 };
 

@@ -133,12 +133,6 @@ gcide() {
   prepare gcide "$dir/gcide.txt" 8192
 }
 
-# The tokenizer tests' reference (another script); data preparation goes on without it.
-if [ -f scripts/data/fetch-gpt2-reference.sh ]; then
-  SY_BUILD_DIR="$BUILD_DIR" bash scripts/data/fetch-gpt2-reference.sh ||
-    say "warning: scripts/data/fetch-gpt2-reference.sh failed; the tokenizer's reference tests will skip"
-fi
-
 case "$WHAT" in
   fortunes) fortunes ;;
   gcide) gcide ;;

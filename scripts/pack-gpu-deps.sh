@@ -10,9 +10,9 @@ DEST="${SY_GPU_DEPS_DIR:-build-gpu-deps}/debs"
 PACKAGES=(
   # headers, CMake configs and link-time .so names
   libabsl-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler libgtest-dev libgmock-dev
-  libopenblas-dev libopenblas-pthread-dev libopenmpi-dev nlohmann-json3-dev
+  libopenblas-dev libopenblas-pthread-dev libopenmpi-dev nlohmann-json3-dev libicu-dev
   # the shared libraries they name
-  libabsl20220623 libyaml-cpp0.7 libprotobuf32 libprotobuf-lite32 libprotoc32
+  libabsl20220623 libyaml-cpp0.7 libprotobuf32 libprotobuf-lite32 libprotoc32 libicu72
   libopenblas0-pthread libgfortran5 libquadmath0 libopenmpi3
   # what libopenmpi3 and libprotoc32 load (from ldd over their files)
   libhwloc15 libevent-core-2.1-7 libevent-pthreads-2.1-7 libpmix2 libmunge2 libfabric1 libucx0

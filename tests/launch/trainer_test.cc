@@ -86,6 +86,23 @@ TEST(Trainer, ResumeIsBitExact) {
   }
 }
 
+TEST(Trainer, CheckpointLoadStartsFromTheWeightsWithAFreshOptimizer) {
+  ScratchDirectory scratch("sy_trainer");
+  const std::string yaml = prepare_tiny_run(scratch.path());
+  ASSERT_TRUE(train(config_for(yaml, scratch.file("first"), {"training.steps=3", "moe.expert_bias=false"}), {}).ok());
+  // lr 1e-30: the one step of the second run moves no f32 weight by even one ulp, so its
+  // weights are the first run's.
+  absl::StatusOr<TrainSummary> second =
+      train(config_for(yaml, scratch.file("second"),
+                       {"training.steps=1", "moe.expert_bias=false", "optimizer.lr=1e-30", "schedule.warmup_steps=0",
+                        "checkpoint.load=" + scratch.file("first") + "/checkpoints"}),
+            {});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->first_step, 0);
+  EXPECT_EQ(bytes_of(scratch.path() / "second" / "checkpoints" / "step_00000001" / "model.safetensors"),
+            bytes_of(scratch.path() / "first" / "checkpoints" / "step_00000003" / "model.safetensors"));
+}
+
 TEST(Trainer, ExistingCheckpointsNeedResumeAndStayUntouched) {
   ScratchDirectory scratch("sy_trainer");
   const std::string yaml = prepare_tiny_run(scratch.path());
