@@ -34,7 +34,11 @@ sy_require(ICU_FOUND "libicu-dev")
 find_package(OpenMP QUIET COMPONENTS CXX)
 sy_require(OpenMP_CXX_FOUND "libomp-dev")
 
-# OpenBLAS: the cblas interface from Debian's libopenblas-dev.
+# OpenBLAS: the cblas interface from Debian's libopenblas-dev, run by its OpenMP build when
+# libopenblas0-openmp is installed. Debian's default libopenblas.so.0 is the pthread build,
+# whose own thread pool competes with our OpenMP threads: a quickstart training step took
+# 2.4x as long with it on two cores (`switchyard bench train-step`).
+option(SY_OPENBLAS_OPENMP "run OpenBLAS's OpenMP build when it is installed" ON)
 find_path(OPENBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-openmp openblas-pthread)
 find_library(OPENBLAS_LIBRARY NAMES openblas)
 if(OPENBLAS_INCLUDE_DIR AND OPENBLAS_LIBRARY)
@@ -45,6 +49,17 @@ add_library(OpenBLAS::OpenBLAS INTERFACE IMPORTED)
 set_target_properties(OpenBLAS::OpenBLAS PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES "${OPENBLAS_INCLUDE_DIR}"
   INTERFACE_LINK_LIBRARIES "${OPENBLAS_LIBRARY}")
+if(SY_OPENBLAS_OPENMP)
+  find_file(OPENBLAS_OPENMP_LIBRARY libopenblas.so.0
+    PATHS "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp" NO_DEFAULT_PATH)
+  if(OPENBLAS_OPENMP_LIBRARY)
+    # Same soname as the default build: the run path makes the loader pick this one.
+    get_filename_component(OPENBLAS_OPENMP_DIR "${OPENBLAS_OPENMP_LIBRARY}" DIRECTORY)
+    set_target_properties(OpenBLAS::OpenBLAS PROPERTIES
+      INTERFACE_LINK_LIBRARIES "${OPENBLAS_OPENMP_LIBRARY}"
+      INTERFACE_LINK_OPTIONS "LINKER:-rpath,${OPENBLAS_OPENMP_DIR}")
+  endif()
+endif()
 
 # CUDA: the toolkit under /usr/local/cuda (nvcc, cuBLAS/cuBLASLt, cuDNN, NCCL).
 set(SY_WITH_CUDA OFF)
