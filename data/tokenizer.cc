@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/check.h"
+#include "core/io/atomic_file.h"
 #include "data/pretokenize.h"
 
 namespace sy {
@@ -97,28 +98,6 @@ absl::StatusOr<std::string> read_file(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
   return text.str();
-}
-
-absl::Status write_file_atomically(const std::string& path, const std::string& contents) {
-  const std::string temporary = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(temporary, ": cannot open for writing"));
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(temporary.c_str());
-      return absl::DataLossError(absl::StrCat(temporary, ": write failed (disk full?)"));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot rename into place: ", error.message()));
-  }
-  return absl::OkStatus();
 }
 
 // Pieces longer than this are encoded every time: they are rare and would crowd the cache.

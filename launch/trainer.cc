@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/autograd/grad_mode.h"
+#include "core/io/atomic_file.h"
 #include "core/ops/ops.h"
 #include "core/random.h"
 #include "data/indexed_dataset.h"
@@ -128,16 +129,7 @@ absl::Status drop_metrics_after(const fs::path& path, int64_t step) {
     if (record.is_object() && record.contains("step") && record["step"].get<int64_t>() > step) continue;
     kept += line + "\n";
   }
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << kept;
-    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", temporary.string()));
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot replace ", path.string(), ": ", error.message()));
-  return absl::OkStatus();
+  return write_file_atomically(path.string(), kept);
 }
 
 double median(std::vector<double> values) {

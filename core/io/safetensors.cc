@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/io/atomic_file.h"
 
 namespace sy {
 namespace {
@@ -161,10 +162,7 @@ absl::Status write_safetensors(const std::string& path,
   }
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');  // align the data section
-  const std::string temporary = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(temporary, ": cannot open for writing"));
+  return write_file_atomically(path, [&](std::ostream& out) {
     uint64_t length = header_text.size();
     unsigned char length_bytes[8];
     for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<unsigned char>(length >> (8 * i));
@@ -173,20 +171,7 @@ absl::Status write_safetensors(const std::string& path,
     for (const Tensor& tensor : contiguous) {
       out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
     }
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(temporary.c_str());
-      return absl::DataLossError(absl::StrCat(temporary, ": write failed (disk full?)"));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot rename into place: ", error.message()));
-  }
-  return absl::OkStatus();
+  });
 }
 
 }  // namespace sy
