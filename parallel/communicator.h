@@ -116,9 +116,14 @@ void check_all_to_all_v(const Tensor& input, const std::vector<int64_t>& send_ro
 
 // The process-wide runtime: initializes MPI once (a plain run without mpirun is a one-rank
 // world) and installs the failure handling (an uncaught exception on any rank aborts the
-// whole job with the rank and the reason). Call once at the top of main; finalize at exit.
+// whole job with the rank and the reason). Call once at the top of main; finalize before
+// main returns (a rank that exits without it ends a multi-rank job with its rank named).
 void init_distributed(int* argc, char*** argv);
 void finalize_distributed();
+// For a rank that must stop while others may be inside collectives (e.g. main's error path
+// in a multi-rank world, where MPI_Finalize could wait on them): prints
+// "switchyard: rank R of N failed: <reason>" and ends every rank of the job.
+[[noreturn]] void abort_distributed(const std::string& reason);
 bool distributed_initialized();
 // The world group (MPI); init_distributed must have run.
 std::shared_ptr<Communicator> world_communicator();

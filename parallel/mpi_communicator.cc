@@ -6,6 +6,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <thread>
@@ -133,6 +134,19 @@ void terminate_handler() {
     }
   }
   abort_job(reason);
+}
+
+// A rank leaving without finalize_distributed() (std::exit on an error path) would leave
+// its peers waiting in collectives: in a multi-rank world that ends the job, with the rank.
+void exit_handler() {
+  int initialized = 0, finalized = 0, size = 1;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) abort_job("exited without finalize_distributed() while other ranks may still run");
+  world_slot().reset();
+  MPI_Finalize();
 }
 
 }  // namespace
@@ -317,6 +331,7 @@ void init_distributed(int* argc, char*** argv) {
   }
   std::set_terminate(terminate_handler);
   if (!world_slot()) {
+    std::atexit(exit_handler);
     MPI_Comm world;
     MPI_Comm_dup(MPI_COMM_WORLD, &world);
     world_slot() = std::make_shared<MpiCommunicator>(world);
@@ -330,6 +345,8 @@ void finalize_distributed() {
   MPI_Finalized(&finalized);
   if (initialized && !finalized) MPI_Finalize();
 }
+
+void abort_distributed(const std::string& reason) { abort_job(reason); }
 
 bool distributed_initialized() { return world_slot() != nullptr; }
 

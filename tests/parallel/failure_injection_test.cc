@@ -1,5 +1,5 @@
 // A failing rank must end the whole job. Runs only when SY_INJECT_FAILURE names the failure
-// (kill | throw | hang) of rank 1; failure_injection.sh runs it under mpirun and checks the
+// (kill | throw | abort | exit | hang) of rank 1; failure_injection.sh runs it under mpirun and checks the
 // job's exit status, its duration and the message.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -26,6 +26,8 @@ TEST(FailureInjection, RankOneFailsDuringAllReduce) {
     if (failure == "kill") raise(SIGKILL);
     // Escapes the test body (run with --gtest_catch_exceptions=0).
     if (failure == "throw") throw std::runtime_error("injected failure on rank 1");
+    if (failure == "abort") abort_distributed("injected bad input on rank 1");
+    if (failure == "exit") std::exit(3);  // without MPI_Finalize
     if (failure == "hang") sleep(60);
   }
   Tensor x = Tensor::ones({4});
