@@ -15,7 +15,7 @@ train_start=$(date +%s)
 train_end=$(date +%s)
 echo
 echo "sample (temperature 0.8, top-k 40):"
-./build/switchyard generate --checkpoint "$run_dir/checkpoints" --prompt "The " --max-new-tokens 80 --seed 1
+./build/switchyard generate --checkpoint "$run_dir/checkpoints" --prompt "The" --max-new-tokens 80 --seed 1
 echo
 end=$(date +%s)
 echo "quickstart: training $((train_end - train_start)) s, whole script $((end - start)) s; run in $run_dir"
