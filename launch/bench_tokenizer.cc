@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "data/tokenizer.h"
 #include "launch/bench.h"
+#include "launch/bench_peer.h"
 
 #ifndef SY_SOURCE_DIR
 #define SY_SOURCE_DIR "."
@@ -79,12 +80,6 @@ std::string reference_dir() {
     }
   }
   return "";
-}
-
-double median(std::vector<double> samples) {
-  std::sort(samples.begin(), samples.end());
-  const size_t n = samples.size();
-  return n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
