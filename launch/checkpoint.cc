@@ -345,7 +345,9 @@ absl::StatusOr<StateDict> read_tensors(const std::string& directory, const std::
 }  // namespace
 
 absl::Status save_checkpoint(const std::string& root, const Module& model, const Optimizer& optimizer,
-                             const TrainState& state, const std::string& config_yaml, int64_t keep_last_n) {
+                             const TrainState& state, const std::string& config_yaml, int64_t keep_last_n,
+                             const CheckpointRank& rank) {
+  SY_CHECK(rank.groups == nullptr || rank.groups->world->size() == 1, "save_checkpoint: sharded saving is not built yet");
   if (state.step < 0) return absl::InvalidArgumentError(absl::StrCat("checkpoint step must be >= 0, got ", state.step));
   std::error_code error;
   fs::create_directories(root, error);
@@ -450,7 +452,9 @@ absl::StatusOr<std::string> read_checkpoint_config(const std::string& directory)
   return read_file((fs::path(directory) / kConfigFile).string());
 }
 
-absl::StatusOr<TrainState> load_checkpoint(const std::string& directory, Module& model, Optimizer* optimizer) {
+absl::StatusOr<TrainState> load_checkpoint(const std::string& directory, Module& model, Optimizer* optimizer,
+                                           const CheckpointRank& rank) {
+  SY_CHECK(rank.groups == nullptr || rank.groups->world->size() == 1, "load_checkpoint: sharded loading is not built yet");
   // Everything is read and checked before the model or the optimizer changes.
   absl::StatusOr<checkpoint::Manifest> manifest = read_manifest(directory);
   if (!manifest.ok()) return manifest.status();

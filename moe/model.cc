@@ -17,7 +17,7 @@ namespace sy {
 // One pre-norm block: x + attn(norm(x)), then h + mlp(norm(h)). Named as Hugging Face Llama.
 class TransformerBlock : public Module {
  public:
-  TransformerBlock(const ModelConfig& config, int64_t layer, Generator* generator) {
+  TransformerBlock(const ModelConfig& config, int64_t layer, Generator* generator, const MoeParallel& parallel) {
     const double std = config.init_std;
     const double output_std = std / std::sqrt(2.0 * static_cast<double>(config.num_layers));
     input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(config.hidden_size, config.norm_eps));
@@ -27,7 +27,7 @@ class TransformerBlock : public Module {
     post_attention_layernorm =
         register_module("post_attention_layernorm", std::make_shared<RMSNorm>(config.hidden_size, config.norm_eps));
     if (config.is_moe_layer(layer)) {
-      moe = register_module("mlp", std::make_shared<MoeLayer>(config.moe, config.hidden_size, std, output_std, generator));
+      moe = register_module("mlp", std::make_shared<MoeLayer>(config.moe, config.hidden_size, std, output_std, generator, parallel));
     } else {
       dense = register_module("mlp", std::make_shared<SwiGLU>(config.hidden_size, config.ffn_size, std, generator));
     }
@@ -78,7 +78,13 @@ bool is_norm(const std::string& name) { return absl::EndsWith(name, "norm.weight
 
 }  // namespace
 
-Transformer::Transformer(const ModelConfig& config) : config_(config) {
+bool is_expert_parameter(const std::string& name) {
+  return absl::EndsWith(name, ".mlp.experts.w1") || absl::EndsWith(name, ".mlp.experts.w2");
+}
+
+std::vector<ParameterShard> Transformer::parameter_shards() const { return {}; }
+
+Transformer::Transformer(const ModelConfig& config, const MoeParallel& parallel) : config_(config) {
   absl::Status valid = config.validate();
   SY_CHECK(valid.ok(), "Transformer: invalid config: ", valid.message());
   // Submodules draw from a scratch generator (their draws are replaced below), so that
@@ -88,7 +94,7 @@ Transformer::Transformer(const ModelConfig& config) : config_(config) {
                                                                                config.init_std, &scratch));
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    layers_->append(std::make_shared<TransformerBlock>(config, layer, &scratch));
+    layers_->append(std::make_shared<TransformerBlock>(config, layer, &scratch, parallel));
   }
   norm_ = register_module("norm", std::make_shared<RMSNorm>(config.hidden_size, config.norm_eps));
   if (!config.tie_embeddings) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/nn/attention.h"
@@ -40,13 +41,27 @@ class Embedding;
 class Linear;
 class RMSNorm;
 
+// A parameter this rank holds only a block of (the experts of an EP rank): its global
+// shape and the offsets of the local block in it. Checkpoints record the box.
+struct ParameterShard {
+  std::string name;
+  std::vector<int64_t> global_shape;
+  std::vector<int64_t> offsets;
+};
+
+// Routed-expert parameters (`layers.N.mlp.experts.w1` / `.w2`): reduced over expert-DP,
+// split over EP. Everything else is replicated on every rank.
+bool is_expert_parameter(const std::string& name);
+
 class Transformer : public Module {
  public:
   // Initializes every weight matrix normal(0, init_std), the output projections (o_proj,
   // down_proj, experts.w2) normal(0, init_std / sqrt(2L)), norms to ones and the expert
   // bias to zeros. One Generator seeded with config.seed draws every parameter in
   // named_parameters() order, so a config always gives the same model.
-  explicit Transformer(const ModelConfig& config);
+  // Under EP (parallel.expert of size > 1) each MoE layer holds only this rank's experts, with
+  // exactly the values of the same experts of the one-rank model.
+  explicit Transformer(const ModelConfig& config, const MoeParallel& parallel = MoeParallel());
 
   // tokens (B, T) i64; targets (B, T) i64 or undefined (ignore_index -100 skips a position).
   ModelOutput forward(const Tensor& tokens, const Tensor& targets = Tensor());
@@ -64,6 +79,8 @@ class Transformer : public Module {
   void set_recompute(bool recompute) { recompute_ = recompute; }
   // MoE layers in layer order (for bias updates and step counts).
   std::vector<MoeLayer*> moe_layers() const;
+  // The parameters this rank holds only a block of (empty without EP).
+  std::vector<ParameterShard> parameter_shards() const;
 
  private:
   ModelConfig config_;

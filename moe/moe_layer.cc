@@ -14,8 +14,9 @@
 namespace sy {
 
 MoeLayer::MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std,
-                   Generator* generator)
-    : config_(config) {
+                   Generator* generator, const MoeParallel& parallel)
+    : config_(config), parallel_(parallel) {
+  SY_CHECK(parallel.expert == nullptr || parallel.expert->size() == 1, "MoeLayer: expert parallelism is not built yet");
   SY_CHECK(config.num_experts > 0, "MoeLayer: num_experts ", config.num_experts, " must be positive");
   router_ = register_module("gate", std::make_shared<Router>(config, hidden_size, init_std, generator));
   experts_ = register_module("experts", std::make_shared<GroupedExperts>(config.num_experts, hidden_size,

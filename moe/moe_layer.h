@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "moe/config.h"
 #include "moe/router.h"
+#include "parallel/communicator.h"
 
 namespace sy {
 
@@ -25,12 +26,26 @@ struct MoeLayerStats {
   int64_t dropped = 0;
 };
 
+// How an MoE layer spreads over ranks (moe/dispatcher.h runs it).
+struct MoeParallel {
+  // EP: this rank owns experts [rank * E / size, (rank + 1) * E / size) of the group and
+  // all-to-alls tokens to their owners. Null or size 1: every expert is local.
+  std::shared_ptr<Communicator> expert;
+  // Global-batch balancing: the step's per-expert counts are summed over this group (DP x CP)
+  // before the global load-balancing loss uses them. Null: this rank's counts only.
+  std::shared_ptr<Communicator> balance;
+  // The dispatcher splits each rank's tokens into this many chunks so that one chunk's
+  // all-to-all runs while another chunk is in the experts (1: no overlap).
+  int64_t overlap_chunks = 1;
+};
+
 // Named as Qwen2-MoE / DeepSeek: gate, experts, shared_experts, shared_expert_gate.
 class MoeLayer : public Module {
  public:
   // Initial weights from `generator` (null: the default generator).
+  // Under EP the layer holds only its E / EP experts (`experts.w1` is (E / EP, C, 2F)).
   MoeLayer(const MoeConfig& config, int64_t hidden_size, double init_std, double output_std,
-           Generator* generator = nullptr);
+           Generator* generator = nullptr, const MoeParallel& parallel = MoeParallel());
 
   // x (B, T, C) -> (B, T, C). `stats` receives this forward's losses and counts.
   Tensor forward(const Tensor& x, MoeLayerStats* stats);
@@ -42,6 +57,7 @@ class MoeLayer : public Module {
 
  private:
   MoeConfig config_;
+  MoeParallel parallel_;
   std::shared_ptr<Router> router_;
   std::shared_ptr<GroupedExperts> experts_;
   std::shared_ptr<SwiGLU> shared_experts_;
