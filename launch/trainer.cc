@@ -215,6 +215,12 @@ absl::Status Run::setup() {
   if (absl::Status status = validate_config(config_); !status.ok()) return status;
   std::shared_ptr<Communicator> world = options_.world;
   if (!world) world = distributed_initialized() ? world_communicator() : std::make_shared<LocalCommunicator>();
+  if (world->size() > 1 && config_.training.device != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "training.device ", config_.training.device, " with ", world->size(),
+        " processes: multi-process training runs on CPU processes over MPI today (the NCCL communicator is "
+        "compiled but not yet wired into the trainer); use training.device: cpu or one process"));
+  }
   // Before the splits: every group inherits the world's timeout.
   world->set_timeout_seconds(config_.parallel.collective_timeout_s);
   const ParallelConfig& parallel = config_.parallel;
