@@ -335,6 +335,30 @@ TEST(MultiRankDataParallel, UnusedParameterGetsReducedZeros) {
   }
 }
 
+// bf16 (reduced in f32 by MPI), f32 and f64 parameters land in separate buckets; rank r's
+// gradient is r + 1 everywhere, so the average (N + 1) / 2 is exact in every dtype.
+TEST(MultiRankDataParallel, MixedDtypesReduceInSeparateBuckets) {
+  SKIP_ON_ONE_RANK();
+  const int64_t world = testing::test_world()->size();
+  RankSetup setup = setup_for(world, 1);
+  std::vector<ReducedParameter> parameters;
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF64}) {
+    parameters.push_back({dtype_name(dtype), Tensor::ones({5}, dtype).set_requires_grad(true), false});
+  }
+  GradientReducer reducer(parameters, setup.groups, 25.0);
+  EXPECT_EQ(reducer.num_buckets(), 3);
+  Tensor loss = Tensor::scalar(0.0);
+  for (const ReducedParameter& parameter : parameters) {
+    loss = loss + sum(parameter.tensor.to(DType::kF32)) * static_cast<double>(setup.groups.rank + 1);
+  }
+  loss.backward();
+  reducer.finish();
+  for (const ReducedParameter& parameter : parameters) {
+    EXPECT_EQ(parameter.tensor.grad().dtype(), parameter.tensor.dtype()) << parameter.name;
+    EXPECT_EQ(parameter.tensor.grad().to_vector<double>(), std::vector<double>(5, (world + 1) / 2.0)) << parameter.name;
+  }
+}
+
 TEST(MultiRankDataParallel, GlobalNormAndClipEqualOneRank) {
   SKIP_ON_ONE_RANK();
   RankSetup setup = setup_for(testing::test_world()->size(), 2);
