@@ -38,7 +38,6 @@ struct Bucket {
   int64_t numel = 0;             // gradient elements; `flat` adds one used-flag per member
   Tensor flat;                   // (numel + members), allocated at the first launch
   int64_t waiting = 0;           // members whose gradient has not arrived this step
-  bool launched = false;
   Work work;
 };
 
@@ -87,7 +86,6 @@ struct GradientReducer::State {
 
   void launch(Bucket& bucket) {
     NoGradGuard no_grad;
-    bucket.launched = true;
     ++num_launched;
     Communicator& group = communicator(bucket.kind);
     if (group.size() == 1) return;  // scaled in place by finish()
@@ -149,7 +147,6 @@ struct GradientReducer::State {
   void reset() {
     for (Bucket& bucket : buckets) {
       bucket.waiting = static_cast<int64_t>(bucket.members.size());
-      bucket.launched = false;
     }
     std::fill(ready.begin(), ready.end(), 0);
     num_ready = 0;
