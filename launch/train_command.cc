@@ -71,16 +71,14 @@ int run_train(const std::vector<std::string>& args) {
   // A plain run is a one-rank world; under mpirun every rank runs this. Once ranks may be
   // inside collectives, one rank's error ends the whole job (naming the rank) rather than
   // leaving the others to wait for it.
-  init_distributed(nullptr, nullptr);
+  if (!distributed_initialized()) init_distributed(nullptr, nullptr);  // main() finalizes
   const int world_size = world_communicator()->size();
   const bool first_rank = world_communicator()->rank() == 0;
   absl::StatusOr<TrainSummary> summary = train(*config, options);
   if (!summary.ok()) {
     if (world_size > 1) abort_distributed("switchyard train: " + std::string(summary.status().message()));
-    finalize_distributed();
     return fail(std::string(summary.status().message()));
   }
-  finalize_distributed();
   if (summary->interrupted) return summary->signal ? 128 + summary->signal : 0;
   if (!first_rank) return 0;
   std::printf("train: done, %lld steps | final valid loss %.4f nats/token (unigram entropy %.4f) | "
