@@ -324,5 +324,27 @@ TEST(CheckpointExport, WritesTheModelTensorsWholeAndNamesBadPaths) {
   EXPECT_EQ(again->tensors.size(), kGlobalShapes.size());
 }
 
+// One process that claims to hold only half of a tensor: the save refuses, since the blocks
+// would not tile it, and the previous checkpoint stays the latest.
+TEST(CheckpointSave, BlocksThatDoNotTileATensorAreRefused) {
+  testing::ScratchDirectory scratch("sy_checkpoint_tiling");
+  ASSERT_TRUE(scratch.ok());
+  ProcessGroups groups = single_process_groups(kExperts);
+  ShardedToy source(groups, /*filled=*/true);
+  std::unique_ptr<Optimizer> optimizer = toy_optimizer(source, /*filled=*/true);
+  const std::string root = scratch.file("checkpoints");
+  ASSERT_TRUE(save_checkpoint(root, source, *optimizer, toy_state(3), "", 2).ok());
+  CheckpointRank half{.groups = &groups};
+  half.shards["experts_w1"] = {{2 * kExperts, 3, 2}, {0, 0, 0}};
+  absl::Status status = save_checkpoint(root, source, *optimizer, toy_state(4), "", 2, half);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(status.message().find("tensor experts_w1 (8, 3, 2): its 1 blocks cover 24 of its 48 elements"),
+            std::string::npos)
+      << status;
+  std::set<std::string> entries;
+  for (const auto& entry : fs::directory_iterator(root)) entries.insert(entry.path().filename().string());
+  EXPECT_EQ(entries, (std::set<std::string>{"latest", "step_00000003"}));
+}
+
 }  // namespace
 }  // namespace sy
