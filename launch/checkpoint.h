@@ -44,7 +44,8 @@ struct CheckpointRank {
 // Saves into root/step_<8-digit step>/ and points root/latest at it. Multi-process: collective
 // over groups->world (a shared directory that every rank can write); each tensor block is
 // written once (replicated tensors by rank 0, a block of a sharded one by the first rank of
-// its expert-data group), and the manifest records every block's box.
+// its expert-data group), and the manifest records every block's box. Every rank returns the
+// same status (a failure on one rank names it).
 absl::Status save_checkpoint(const std::string& root, const Module& model, const Optimizer& optimizer,
                              const TrainState& state, const std::string& config_yaml, int64_t keep_last_n,
                              const CheckpointRank& rank = CheckpointRank());
@@ -61,7 +62,9 @@ absl::StatusOr<std::string> read_checkpoint_config(const std::string& directory)
 // truncated or mismatched file, or a tensor whose shape differs from the model's, fails
 // naming the tensor and both shapes.
 // The checkpoint may have been saved under any rank layout: each rank reads, from whatever
-// blocks the manifest lists, exactly the box it holds now (resharding).
+// blocks the manifest lists, exactly the box it holds now (resharding). Multi-process:
+// collective over groups->world; no rank changes anything unless every rank's checks pass,
+// and every rank returns the same status.
 absl::StatusOr<TrainState> load_checkpoint(const std::string& directory, Module& model, Optimizer* optimizer,
                                            const CheckpointRank& rank = CheckpointRank());
 

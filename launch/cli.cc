@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "launch/bench.h"
+#include "launch/checkpoint_command.h"
 #include "launch/generate.h"
 #include "launch/preprocess_command.h"
 #include "launch/train_command.h"
@@ -39,6 +40,7 @@ const std::vector<Subcommand>& subcommands() {
       {"preprocess", "text or JSON lines -> indexed dataset (.bin/.idx); can train the tokenizer first", run_preprocess},
       {"train", "train a model: `switchyard train --config FILE` (see --help)", run_train},
       {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
+      {"checkpoint", "a checkpoint as whole tensors: `switchyard checkpoint export DIR OUT.safetensors`", run_checkpoint},
       {"bench", "speed against PyTorch: `switchyard bench ops|moe-layer|tokenizer|train-step`", run_bench},
   };
   return list;

@@ -37,26 +37,36 @@ class GradientReducer {
   // in both groups nothing is communicated and gradients are left as they are.
   GradientReducer(std::vector<ReducedParameter> parameters, const ProcessGroups& groups, double bucket_mb);
   ~GradientReducer();
+  // The hooks hold the shared state weakly: a reducer may move, and once destroyed its hooks
+  // do nothing. A copy would double the hooks.
+  GradientReducer(GradientReducer&&) = default;
+  GradientReducer& operator=(GradientReducer&&) = default;
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
   // Gradient accumulation: while false (every micro-batch but the step's last), hooks only let
   // gradients accumulate; set true before the last micro-batch's backward so its buckets start
-  // as they fill.
+  // as they fill. Exactly one backward per step runs with sync on (a parameter whose gradient
+  // arrives twice in it is an error).
   void set_sync(bool sync);
   // Waits for every bucket (starting any whose gradients never arrived, e.g. an unused
   // parameter, with zeros), and leaves the reduced, scaled gradient in each .grad().
-  // Call after the last backward of the step.
+  // A parameter with no gradient on any rank of its group keeps an undefined .grad(), as on
+  // one rank. Call after the last backward of the step (collective over both groups).
   void finish();
 
   const std::vector<ReducedParameter>& parameters() const { return parameters_; }
   int64_t num_buckets() const;
+  // Indices into parameters() of bucket `bucket`'s members, in the order of its flat buffer.
+  std::vector<int64_t> bucket_parameters(int64_t bucket) const;
+  // How many buckets have started their reduction since the last finish() (introspection for
+  // tests of the overlap with backward).
+  int64_t buckets_launched() const;
 
  private:
-  struct Bucket;
+  struct State;
   std::vector<ReducedParameter> parameters_;
-  ProcessGroups groups_;
-  std::vector<std::unique_ptr<Bucket>> buckets_;
-  std::vector<int64_t> bucket_of_;  // parameter index -> bucket
-  bool sync_ = true;
+  std::shared_ptr<State> state_;  // buckets and per-step progress, shared weakly with the hooks
 };
 
 // The L2 norm of every gradient of the job, each counted once: the non-expert squares of this
