@@ -481,6 +481,12 @@ const std::vector<Key>& keys() {
                             "tensor-parallel size inside experts (not built yet: 1)"));
     k.push_back(number_key("parallel.collective_timeout_s", SY_FIELD(parallel.collective_timeout_s),
                            "seconds before a stuck collective aborts the run"));
+    k.push_back(integer_key("parallel.overlap_chunks", SY_FIELD(parallel.overlap_chunks),
+                            "expert-parallel dispatcher: each rank's tokens go in this many chunks, one chunk's "
+                            "all-to-all overlapping another's experts (1: no overlap)"));
+    k.push_back(number_key("parallel.grad_bucket_mb", SY_FIELD(parallel.grad_bucket_mb),
+                           "data-parallel gradient bucket size in MiB; a bucket's reduction starts during backward "
+                           "as soon as its last gradient is ready"));
     // checkpoint
     k.push_back(integer_key("checkpoint.interval", SY_FIELD(checkpoint.interval),
                             "save every N steps; 0: only at the end and on SIGINT/SIGTERM"));
@@ -793,6 +799,14 @@ absl::Status validate_config(const TrainConfig& config) {
   if (!(std::isfinite(parallel.collective_timeout_s) && parallel.collective_timeout_s > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("parallel.collective_timeout_s must be positive, got ", parallel.collective_timeout_s));
+  }
+  if (parallel.overlap_chunks < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parallel.overlap_chunks must be at least 1, got ", parallel.overlap_chunks));
+  }
+  if (!(std::isfinite(parallel.grad_bucket_mb) && parallel.grad_bucket_mb > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parallel.grad_bucket_mb must be positive, got ", parallel.grad_bucket_mb));
   }
   return absl::OkStatus();
 }

@@ -34,6 +34,8 @@ struct TrainingConfig {
 struct ParallelConfig {
   int64_t tensor = 1, context = 1, data = 1, pipeline = 1, expert = 1, expert_tensor = 1;
   double collective_timeout_s = 300;
+  int64_t overlap_chunks = 1;  // EP dispatcher: token chunks whose all-to-all overlaps the experts
+  double grad_bucket_mb = 25;  // data-parallel gradient bucket size (MiB)
   bool operator==(const ParallelConfig&) const = default;
 };
 

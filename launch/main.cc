@@ -6,8 +6,12 @@
 
 #include "launch/cli.h"
 #include "launch/runtime_env.h"
+#include "parallel/communicator.h"
 
 int main(int argc, char** argv) {
   sy::ensure_tuned_environment(argv);
-  return sy::run_cli(argc, argv);
+  const int status = sy::run_cli(argc, argv);
+  // Commands that communicate (train, bench dispatcher) bring MPI up themselves.
+  if (sy::distributed_initialized()) sy::finalize_distributed();
+  return status;
 }

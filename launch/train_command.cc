@@ -9,6 +9,7 @@
 #include "launch/config.h"
 #include "launch/dry_run.h"
 #include "launch/trainer.h"
+#include "parallel/communicator.h"
 
 namespace sy {
 namespace {
@@ -67,9 +68,19 @@ int run_train(const std::vector<std::string>& args) {
     std::fputs(describe_run(*config).c_str(), stdout);
     return 0;
   }
+  // A plain run is a one-rank world; under mpirun every rank runs this. Once ranks may be
+  // inside collectives, one rank's error ends the whole job (naming the rank) rather than
+  // leaving the others to wait for it.
+  if (!distributed_initialized()) init_distributed(nullptr, nullptr);  // main() finalizes
+  const int world_size = world_communicator()->size();
+  const bool first_rank = world_communicator()->rank() == 0;
   absl::StatusOr<TrainSummary> summary = train(*config, options);
-  if (!summary.ok()) return fail(std::string(summary.status().message()));
+  if (!summary.ok()) {
+    if (world_size > 1) abort_distributed("switchyard train: " + std::string(summary.status().message()));
+    return fail(std::string(summary.status().message()));
+  }
   if (summary->interrupted) return summary->signal ? 128 + summary->signal : 0;
+  if (!first_rank) return 0;
   std::printf("train: done, %lld steps | final valid loss %.4f nats/token (unigram entropy %.4f) | "
               "median %.0f tokens/s, MFU %.1f%%\n",
               static_cast<long long>(summary->last_step), summary->valid_loss, summary->unigram_entropy,

@@ -28,6 +28,9 @@
 #include "optim/grad_clip.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "parallel/data_parallel.h"
+#include "parallel/local_communicator.h"
+#include "parallel/process_groups.h"
 
 namespace sy {
 namespace {
@@ -60,8 +63,9 @@ class SignalScope {
   struct sigaction previous_term_ = {};
 };
 
-// Which samples this process reads and how its micro-batches add up to the global batch.
-// One process here; the Distributed issue gives each data-parallel rank its slice.
+// Which samples this process reads and how its micro-batches add up to the global batch:
+// data-parallel rank d reads micro-batches d * accumulation .. (d + 1) * accumulation - 1 of
+// each step, so one process with DP times the accumulation reads the same micro-batches.
 struct RankPlan {
   int64_t data_rank = 0;
   int64_t data_size = 1;
@@ -160,6 +164,13 @@ class Run {
   Scalars step_scalars(int64_t step, double lm_loss, double aux_loss, double grad_norm, double lr,
                        double tokens_per_second, double mfu, const std::vector<LayerTotals>& layers) const;
   absl::Status save(int64_t step);
+  absl::Status setup_rank();
+  bool first_rank() const { return groups_.is_first_rank(); }
+  void print(const std::string& line) {
+    if (metrics_) metrics_->print(line);
+  }
+  CheckpointRank checkpoint_rank() const;
+  void reduce_over_data_ranks(double* lm_loss, double* aux_loss, std::vector<LayerTotals>* layers) const;
 
   const TrainConfig& config_;
   TrainOptions options_;
@@ -170,7 +181,10 @@ class Run {
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
-  std::vector<Tensor> parameters_;
+  ProcessGroups groups_;
+  std::unique_ptr<GradientReducer> reducer_;
+  std::vector<ReducedParameter> parameters_;
+  std::vector<ReducedParameter> replicas_;  // parameters_ and the buffers
   TrainState state_;
   FlopCount flops_;
   double peak_flops_ = 0;
@@ -200,6 +214,44 @@ absl::Status Run::prepare_output() {
 
 absl::Status Run::setup() {
   if (absl::Status status = validate_config(config_); !status.ok()) return status;
+  std::shared_ptr<Communicator> world = options_.world;
+  if (!world) world = distributed_initialized() ? world_communicator() : std::make_shared<LocalCommunicator>();
+  if (world->size() > 1 && config_.training.device != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "training.device ", config_.training.device, " with ", world->size(),
+        " processes: multi-process training runs on CPU processes over MPI today (the NCCL communicator is "
+        "compiled but not yet wired into the trainer); use training.device: cpu or one process"));
+  }
+  // Before the splits: every group inherits the world's timeout.
+  world->set_timeout_seconds(config_.parallel.collective_timeout_s);
+  const ParallelConfig& parallel = config_.parallel;
+  absl::StatusOr<ProcessGroups> groups = make_process_groups(
+      {.tensor = parallel.tensor, .context = parallel.context, .data = parallel.data, .pipeline = parallel.pipeline,
+       .expert = parallel.expert, .expert_tensor = parallel.expert_tensor},
+      config_.model.moe.num_experts, world);
+  if (!groups.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(groups.status().message(), " (the job has ", world->size(),
+                                                   " processes: set parallel.data so that the sizes multiply to it)"));
+  }
+  groups_ = *groups;
+
+  // Each rank checks its inputs; then all agree, so that no rank goes on into collectives
+  // that a failed rank will never join.
+  absl::Status status = setup_rank();
+  Tensor failed = Tensor::from_vector(std::vector<int64_t>{status.ok() ? 0 : 1}, {1}, DType::kI64);
+  groups_.world->all_reduce(failed, ReduceOp::kSum);
+  const int64_t failures = failed.to_vector<int64_t>()[0];
+  if (!status.ok()) return status;
+  if (failures > 0) {
+    return absl::AbortedError(absl::StrCat(failures, " other rank(s) failed during setup (their message is above)"));
+  }
+  if (std::string differs = check_parameters_identical(replicas_, groups_); !differs.empty()) {
+    return absl::InternalError(absl::StrCat("replicas start from different parameters: ", differs));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::setup_rank() {
   config_yaml_ = options_.config_yaml.empty() ? config_to_yaml(config_) : options_.config_yaml;
   if (config_.training.device == "cuda") {
     device_ = Device::CUDA(0);
@@ -216,7 +268,7 @@ absl::Status Run::setup() {
         "model.vocab_size (", config_.model.vocab_size, ") is smaller than the tokenizer's vocabulary (",
         tokenizer->vocab_size(), " in ", config_.data.tokenizer, ")"));
   }
-  plan_ = {.data_rank = 0,
+  plan_ = {.data_rank = groups_.coordinates().data,
            .data_size = config_.parallel.data,
            .micro_batch_size = config_.training.micro_batch_size,
            .accumulation = config_.gradient_accumulation_steps(),
@@ -232,41 +284,57 @@ absl::Status Run::setup() {
     if (!valid_data.ok()) return valid_data.status();
     valid_loader_ = std::make_unique<Loader>(*valid_data, config_.training.micro_batch_size);
   }
-  absl::StatusOr<double> entropy = unigram_entropy(config_.data);
-  if (!entropy.ok()) return entropy.status();
-  unigram_entropy_ = *entropy;
+  if (first_rank()) {  // reported by rank 0 only
+    absl::StatusOr<double> entropy = unigram_entropy(config_.data);
+    if (!entropy.ok()) return entropy.status();
+    unigram_entropy_ = *entropy;
+  }
 
   if (absl::Status status = prepare_output(); !status.ok()) return status;
 
   manual_seed(config_.training.seed);
-  model_ = std::make_unique<Transformer>(config_.model);
+  // Every rank builds the same model from the same seed (expert layers only their experts).
+  model_ = std::make_unique<Transformer>(
+      config_.model, MoeParallel{.expert = groups_.expert, .balance = groups_.data_context,
+                                 .overlap_chunks = config_.parallel.overlap_chunks});
   if (device_ != Device::CPU()) model_->to(device_);
   model_->set_recompute(config_.training.recompute);
   optimizer_ = make_optimizer(config_.optimizer, model_->named_parameters());
-  parameters_ = model_->parameters();
+  for (auto& [name, parameter] : model_->named_parameters()) {
+    parameters_.push_back({.name = name, .tensor = parameter, .expert = is_expert_parameter(name)});
+  }
+  reducer_ = std::make_unique<GradientReducer>(parameters_, groups_, config_.parallel.grad_bucket_mb);
+  // What must agree across replicas: the parameters and the persistent buffers (the routers'
+  // expert bias moves by job-wide counts, so it must stay identical too).
+  replicas_ = parameters_;
+  for (auto& [name, buffer] : model_->named_buffers()) {
+    replicas_.push_back({.name = name, .tensor = buffer, .expert = false});
+  }
   state_.rng = default_generator().state();
 
   if (options_.resume) {
     absl::StatusOr<std::string> directory = resolve_checkpoint(checkpoint_root_);
     if (!directory.ok()) return directory.status();
-    absl::StatusOr<TrainState> loaded = load_checkpoint(*directory, *model_, optimizer_.get());
+    absl::StatusOr<TrainState> loaded = load_checkpoint(*directory, *model_, optimizer_.get(), checkpoint_rank());
     if (!loaded.ok()) return loaded.status();
     state_ = *loaded;
     default_generator().set_state(state_.rng);
-    absl::Status dropped = drop_metrics_after(fs::path(config_.training.output_dir) / "metrics.jsonl", state_.step);
-    if (!dropped.ok()) return dropped;
+    if (first_rank()) {
+      absl::Status dropped = drop_metrics_after(fs::path(config_.training.output_dir) / "metrics.jsonl", state_.step);
+      if (!dropped.ok()) return dropped;
+    }
   } else if (!config_.checkpoint.load.empty()) {
     // Initial weights only (e.g. an upcycled model): fresh optimizer, step 0.
     absl::StatusOr<std::string> directory = resolve_checkpoint(config_.checkpoint.load);
     if (!directory.ok()) return directory.status();
-    absl::StatusOr<TrainState> loaded = load_checkpoint(*directory, *model_, nullptr);
+    absl::StatusOr<TrainState> loaded = load_checkpoint(*directory, *model_, nullptr, checkpoint_rank());
     if (!loaded.ok()) return loaded.status();
   }
 
-  absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics = MetricsWriter::open(config_.training.output_dir, config_.logging);
-  if (!metrics.ok()) return metrics.status();
-  metrics_ = std::move(*metrics);
-  {
+  if (first_rank()) {  // the other ranks write checkpoint shards only
+    absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics = MetricsWriter::open(config_.training.output_dir, config_.logging);
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = std::move(*metrics);
     std::ofstream out(fs::path(config_.training.output_dir) / "config.yaml");
     out << config_yaml_;
   }
@@ -276,18 +344,65 @@ absl::Status Run::setup() {
   return absl::OkStatus();
 }
 
+// The validation batches are dealt round-robin over the data-parallel ranks. Every rank runs
+// the same number of forwards (expert parallelism makes each forward collective): a rank
+// past the last batch repeats one with weight zero.
 double Run::evaluate() {
   if (!valid_loader_) return std::numeric_limits<double>::quiet_NaN();
   model_->eval();
   NoGradGuard no_grad;
+  const int64_t batches = config_.training.eval_batches, ranks = plan_.data_size;
   double total = 0;
-  for (int64_t batch_index = 0; batch_index < config_.training.eval_batches; ++batch_index) {
-    Batch batch = valid_loader_->batch(batch_index * config_.training.micro_batch_size);
+  for (int64_t round = 0; round < (batches + ranks - 1) / ranks; ++round) {
+    const int64_t batch_index = round * ranks + plan_.data_rank;
+    Batch batch = valid_loader_->batch((batch_index % batches) * config_.training.micro_batch_size);
     ModelOutput output = model_->forward(batch.tokens.to(device_), batch.targets.to(device_));
-    total += output.lm_loss.item();
+    if (batch_index < batches) total += output.lm_loss.item();
   }
   model_->train();
-  return total / static_cast<double>(config_.training.eval_batches);
+  Tensor sum = Tensor::from_vector(std::vector<double>{total}, {1}, DType::kF64);
+  groups_.data->all_reduce(sum, ReduceOp::kSum);
+  return sum.to_vector<double>()[0] / static_cast<double>(batches);
+}
+
+// The job's view of a step: losses averaged over the data-parallel ranks (each a mean over
+// its own tokens), expert loads and drops summed. One all-reduce.
+void Run::reduce_over_data_ranks(double* lm_loss, double* aux_loss, std::vector<LayerTotals>* layers) const {
+  const std::shared_ptr<Communicator>& group = groups_.data_context;
+  if (group->size() == 1) return;
+  std::vector<double> values = {*lm_loss, *aux_loss};
+  for (const LayerTotals& totals : *layers) {
+    values.insert(values.end(), {totals.load_balance, totals.sequence_load_balance, totals.global_load_balance,
+                                 totals.z_loss, static_cast<double>(totals.dropped)});
+    const std::vector<double> counts = totals.tokens_per_expert.to_vector<double>();
+    values.insert(values.end(), counts.begin(), counts.end());
+  }
+  Tensor packed = Tensor::from_vector(values, {static_cast<int64_t>(values.size())}, DType::kF64);
+  group->all_reduce(packed, ReduceOp::kSum);
+  values = packed.to_vector<double>();
+  const double ranks = static_cast<double>(group->size());
+  size_t at = 0;
+  *lm_loss = values[at++] / ranks;
+  *aux_loss = values[at++] / ranks;
+  for (LayerTotals& totals : *layers) {
+    totals.load_balance = values[at++] / ranks;
+    totals.sequence_load_balance = values[at++] / ranks;
+    totals.global_load_balance = values[at++] / ranks;
+    totals.z_loss = values[at++] / ranks;
+    totals.dropped = static_cast<int64_t>(values[at++]);
+    const int64_t E = totals.tokens_per_expert.numel();
+    totals.tokens_per_expert = Tensor::from_vector(std::vector<double>(values.begin() + at, values.begin() + at + E),
+                                                   {E}, DType::kF64);
+    at += E;
+  }
+}
+
+CheckpointRank Run::checkpoint_rank() const {
+  CheckpointRank rank{.groups = &groups_};
+  for (const ParameterShard& shard : model_->parameter_shards()) {
+    rank.shards[shard.name] = TensorBox{.global_shape = shard.global_shape, .offsets = shard.offsets};
+  }
+  return rank;
 }
 
 Scalars Run::step_scalars(int64_t step, double lm_loss, double aux_loss, double grad_norm, double lr,
@@ -326,8 +441,8 @@ Scalars Run::step_scalars(int64_t step, double lm_loss, double aux_loss, double 
 
 absl::Status Run::save(int64_t step) {
   absl::Status status = save_checkpoint(checkpoint_root_, *model_, *optimizer_, state_, config_yaml_,
-                                        config_.checkpoint.keep_last_n);
-  if (status.ok()) metrics_->print(absl::StrFormat("checkpoint: step %d saved under %s", step, checkpoint_root_));
+                                        config_.checkpoint.keep_last_n, checkpoint_rank());
+  if (status.ok()) print(absl::StrFormat("checkpoint: step %d saved under %s", step, checkpoint_root_));
   return status;
 }
 
@@ -337,10 +452,11 @@ absl::StatusOr<TrainSummary> Run::loop() {
   summary.first_step = state_.step;
   summary.unigram_entropy = unigram_entropy_;
   summary.valid_loss = std::numeric_limits<double>::quiet_NaN();
-  metrics_->print(absl::StrFormat(
+  print(absl::StrFormat("train: %s", groups_.layout.describe()));
+  print(absl::StrFormat(
       "train: %d parameters (%d active), %.3g training FLOPs/token, peak %.3g FLOP/s, unigram entropy %.4f nats/token",
       flops_.total_parameters, flops_.active_parameters, flops_.training_flops_per_token, peak_flops_, unigram_entropy_));
-  if (state_.step > 0) metrics_->print(absl::StrFormat("train: resumed at step %d", state_.step));
+  if (state_.step > 0) print(absl::StrFormat("train: resumed at step %d", state_.step));
 
   SignalScope signals;
   std::vector<double> speeds, utilizations;
@@ -356,6 +472,8 @@ absl::StatusOr<TrainSummary> Run::loop() {
     std::vector<LayerTotals> layers(moe_layers.size());
     double lm_loss = 0, aux_loss = 0;
     for (int64_t micro = 0; micro < plan_.accumulation; ++micro) {
+      // Only the last micro-batch's backward reduces: its buckets start as they fill.
+      reducer_->set_sync(micro + 1 == plan_.accumulation);
       Batch batch = train_loader_->batch(plan_.first_sample(state_.consumed_samples, micro));
       ModelOutput output = model_->forward(batch.tokens.to(device_), batch.targets.to(device_));
       (output.loss * (1.0 / accumulation)).backward();
@@ -373,7 +491,12 @@ absl::StatusOr<TrainSummary> Run::loop() {
         totals.dropped += stats.dropped;
       }
     }
-    const double grad_norm = clip_grad_norm(parameters_, config_.optimizer.grad_clip);
+    reducer_->finish();
+    reduce_over_data_ranks(&lm_loss, &aux_loss, &layers);
+    if (options_.on_gradients) {
+      options_.on_gradients({.step = step, .lm_loss = lm_loss, .aux_loss = aux_loss, .model = model_.get()});
+    }
+    const double grad_norm = clip_global_grad_norm(parameters_, groups_, config_.optimizer.grad_clip);
     const double lr = learning_rate(config_.schedule, config_.optimizer.lr, config_.optimizer.min_lr_ratio, step,
                                     training.steps);
     optimizer_->step(lr);
@@ -386,7 +509,8 @@ absl::StatusOr<TrainSummary> Run::loop() {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     state_.wall_seconds += seconds;
     const double tokens_per_second = tokens_per_step / seconds;
-    const double mfu = tokens_per_second * flops_.training_flops_per_token / peak_flops_;
+    const double mfu = tokens_per_second * flops_.training_flops_per_token /
+                       (peak_flops_ * static_cast<double>(groups_.world->size()));
     speeds.push_back(tokens_per_second);
     utilizations.push_back(mfu);
     summary.last_train_loss = lm_loss;
@@ -395,12 +519,12 @@ absl::StatusOr<TrainSummary> Run::loop() {
                                                  lm_loss, state_.step));
     }
 
-    if (state_.step % std::max<int64_t>(1, training.log_interval) == 0 || state_.step == training.steps) {
+    if (metrics_ && (state_.step % std::max<int64_t>(1, training.log_interval) == 0 || state_.step == training.steps)) {
       metrics_->log(state_.step,
                     step_scalars(state_.step, lm_loss, aux_loss, grad_norm, lr, tokens_per_second, mfu, layers));
     }
     const double remaining = (training.steps - state_.step) * tokens_per_step / median(speeds);
-    metrics_->progress(absl::StrFormat(
+    if (metrics_) metrics_->progress(absl::StrFormat(
         "step %d/%d | loss %.4f | lm %.4f | aux %.4f | gnorm %.3f | lr %.2e | %.0f tok/s | MFU %.1f%% | eta %.0fs",
         state_.step, training.steps, lm_loss + aux_loss, lm_loss, aux_loss, grad_norm, lr, tokens_per_second,
         100 * mfu, remaining));
@@ -408,7 +532,7 @@ absl::StatusOr<TrainSummary> Run::loop() {
     const bool last = state_.step == training.steps;
     if ((training.eval_interval > 0 && state_.step % training.eval_interval == 0) || last) {
       summary.valid_loss = evaluate();
-      if (std::isfinite(summary.valid_loss)) {
+      if (std::isfinite(summary.valid_loss) && metrics_) {
         metrics_->log(state_.step, {{"valid/lm_loss", summary.valid_loss},
                                     {"valid/perplexity", std::exp(summary.valid_loss)}});
         metrics_->print(absl::StrFormat("eval: step %d | valid loss %.4f | perplexity %.2f | unigram entropy %.4f",
@@ -416,7 +540,11 @@ absl::StatusOr<TrainSummary> Run::loop() {
                                         unigram_entropy_));
       }
     }
-    const int signal = stop_signal.load();
+    // A signal may reach the ranks at different steps: they stop together at the first step
+    // after any rank saw it.
+    Tensor stop_flags = Tensor::from_vector(std::vector<int64_t>{stop_signal.load()}, {1}, DType::kI64);
+    groups_.world->all_reduce(stop_flags, ReduceOp::kMax);
+    const int signal = static_cast<int>(stop_flags.to_vector<int64_t>()[0]);
     const bool stop = signal != 0 || (options_.stop_at_step >= 0 && state_.step >= options_.stop_at_step);
     if (last || stop || (config_.checkpoint.interval > 0 && state_.step % config_.checkpoint.interval == 0)) {
       state_.rng = default_generator().state();
@@ -425,16 +553,19 @@ absl::StatusOr<TrainSummary> Run::loop() {
     if (stop && !last) {
       summary.interrupted = true;
       summary.signal = signal;
-      metrics_->print(absl::StrFormat("train: stopped after step %d%s; continue with --resume", state_.step,
+      print(absl::StrFormat("train: stopped after step %d%s; continue with --resume", state_.step,
                                       signal ? absl::StrCat(" by signal ", signal) : std::string()));
       break;
     }
   }
-  metrics_->flush();
+  if (metrics_) metrics_->flush();
+  if (std::string differs = check_parameters_identical(replicas_, groups_); !differs.empty()) {
+    return absl::InternalError(absl::StrCat("replicas diverged during training: ", differs));
+  }
   summary.last_step = state_.step;
   summary.tokens_per_second = median(speeds);
   summary.mfu = median(utilizations);
-  if (!summary.interrupted) {
+  if (!summary.interrupted && first_rank()) {
     nlohmann::json result = {{"step", summary.last_step},
                              {"train_lm_loss", summary.last_train_loss},
                              {"valid_lm_loss", summary.valid_loss},

@@ -1,23 +1,41 @@
 // The training loop: micro-batches with gradient accumulation, global-norm clipping, the LR
 // schedule, the optimizer and the aux-loss-free bias update; validation every N steps;
 // metrics; checkpoints every N steps, at the end and on SIGINT/SIGTERM; bit-exact resume.
-// Single process here: every per-rank assumption (which samples a rank reads, which norm it
-// clips by) sits in `RankPlan` in trainer.cc.
+// Under mpirun every rank runs it: each data-parallel rank reads its slice of the global
+// batch (`RankPlan` in trainer.cc), MoE layers spread their experts over the expert-parallel
+// group, gradients are reduced in buckets during backward, the global norm clips, and rank 0
+// writes the metrics; checkpoints are written by all ranks together (sharded).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "launch/config.h"
+#include "moe/model.h"
+#include "parallel/communicator.h"
 
 namespace sy {
+
+// One step as every rank sees it once its gradients are reduced (before clipping).
+struct StepRecord {
+  int64_t step = 0;     // 0-based: the step being computed
+  double lm_loss = 0;   // the job's mean LM loss of the step
+  double aux_loss = 0;  // the job's mean balancing losses
+  const Transformer* model = nullptr;  // this rank's model; .grad() holds the reduced gradients
+};
 
 struct TrainOptions {
   bool resume = false;        // continue from output_dir/checkpoints/latest
   int64_t stop_at_step = -1;  // stop (with a checkpoint) once this step is done, as on a signal
   std::string config_yaml;    // the resolved config saved with checkpoints (config_to_yaml if empty)
+  // The processes to train with: null means the MPI world when init_distributed() ran (one
+  // process otherwise). Its size must equal the product of the parallel sizes.
+  std::shared_ptr<Communicator> world;
+  // Called on every rank at every step (tests compare gradients across layouts).
+  std::function<void(const StepRecord&)> on_gradients;
 };
 
 struct TrainSummary {

@@ -80,6 +80,7 @@ const char* group_kind_name(GroupKind kind);
 
 class RankLayout {
  public:
+  RankLayout() = default;  // one rank, dense
   const ParallelSizes& sizes() const { return sizes_; }
   int64_t world_size() const { return world_size_; }
   int64_t num_experts() const { return num_experts_; }

@@ -340,6 +340,8 @@ parallel:
   expert: 2
   expert_tensor: 1
   collective_timeout_s: 60
+  overlap_chunks: 3
+  grad_bucket_mb: 4.5
 checkpoint:
   interval: 20
   keep_last_n: 1

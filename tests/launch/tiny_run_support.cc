@@ -41,6 +41,10 @@ std::string prepare_tiny_run(const fs::path& root) {
     EXPECT_TRUE((*writer)->add_document(tokens).ok());
   }
   EXPECT_TRUE((*writer)->finish().ok());
+  return tiny_run_yaml(root);
+}
+
+std::string tiny_run_yaml(const fs::path& root) {
   std::ostringstream yaml;
   yaml << "model: {vocab_size: 320, hidden_size: 32, num_layers: 2, num_heads: 4, num_kv_heads: 2, ffn_size: 64,"
           " max_seq_len: 32, first_k_dense_layers: 1}\n"
