@@ -184,6 +184,7 @@ class Run {
   ProcessGroups groups_;
   std::unique_ptr<GradientReducer> reducer_;
   std::vector<ReducedParameter> parameters_;
+  std::vector<ReducedParameter> replicas_;  // parameters_ and the buffers
   TrainState state_;
   FlopCount flops_;
   double peak_flops_ = 0;
@@ -244,7 +245,7 @@ absl::Status Run::setup() {
   if (failures > 0) {
     return absl::AbortedError(absl::StrCat(failures, " other rank(s) failed during setup (their message is above)"));
   }
-  if (std::string differs = check_parameters_identical(parameters_, groups_); !differs.empty()) {
+  if (std::string differs = check_parameters_identical(replicas_, groups_); !differs.empty()) {
     return absl::InternalError(absl::StrCat("replicas start from different parameters: ", differs));
   }
   return absl::OkStatus();
@@ -303,6 +304,12 @@ absl::Status Run::setup_rank() {
     parameters_.push_back({.name = name, .tensor = parameter, .expert = is_expert_parameter(name)});
   }
   reducer_ = std::make_unique<GradientReducer>(parameters_, groups_, config_.parallel.grad_bucket_mb);
+  // What must agree across replicas: the parameters and the persistent buffers (the routers'
+  // expert bias moves by job-wide counts, so it must stay identical too).
+  replicas_ = parameters_;
+  for (auto& [name, buffer] : model_->named_buffers()) {
+    replicas_.push_back({.name = name, .tensor = buffer, .expert = false});
+  }
   state_.rng = default_generator().state();
 
   if (options_.resume) {
@@ -552,7 +559,7 @@ absl::StatusOr<TrainSummary> Run::loop() {
     }
   }
   if (metrics_) metrics_->flush();
-  if (std::string differs = check_parameters_identical(parameters_, groups_); !differs.empty()) {
+  if (std::string differs = check_parameters_identical(replicas_, groups_); !differs.empty()) {
     return absl::InternalError(absl::StrCat("replicas diverged during training: ", differs));
   }
   summary.last_step = state_.step;
