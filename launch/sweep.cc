@@ -661,6 +661,7 @@ absl::StatusOr<SweepOutcome> execute_sweep(const Sweep& sweep, const SweepExecut
     queue.push_back({&run, dir, fs::exists(dir / "checkpoints" / "latest")});
   }
   if (absl::Status status = write_text(output / "sweep.json", manifest.dump(2) + "\n"); !status.ok()) return status;
+  if (execution.prepare_only) return outcome;
 
   std::string executable = execution.executable;
   if (executable.empty()) executable = fs::read_symlink("/proc/self/exe", fs_error).string();

@@ -72,6 +72,7 @@ struct SweepExecution {
   std::string executable;              // switchyard; empty: /proc/self/exe
   std::vector<std::string> mpirun = {"mpirun"};  // the launcher and its own arguments
   bool verbose = true;                 // progress lines on stdout
+  bool prepare_only = false;           // write sweep.json and the run folders' configs, train nothing
 };
 
 struct SweepOutcome {
@@ -82,6 +83,7 @@ struct SweepOutcome {
 // Writes OUTPUT/sweep.json and each run's OUTPUT/<name>/config.yaml, then trains the runs
 // not finished yet (result.json present: skipped; checkpoints present: --resume). A failed
 // run is recorded and the others go on. Errors only for what stops the whole sweep.
+// `prepare_only` stops after writing (for schedulers that start each run as its own job).
 absl::StatusOr<SweepOutcome> execute_sweep(const Sweep& sweep, const SweepExecution& execution);
 
 // One row of the report: a run directory's config and result.

@@ -24,14 +24,17 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "usage: switchyard sweep --config SWEEP.yaml [--dry-run] [--output DIR] [--jobs N] [--ranks R]\n"
-    "                        [--set key=value ...] [--mpirun \"mpirun --oversubscribe\"] [--flops-per-second X]\n"
+    "usage: switchyard sweep --config SWEEP.yaml [--dry-run | --prepare] [--output DIR] [--jobs N]\n"
+    "                        [--ranks R] [--set key=value ...] [--mpirun \"mpirun --oversubscribe\"]\n"
+    "                        [--flops-per-second X]\n"
     "       switchyard sweep report DIR [--no-fits]\n"
     "  --config FILE          the sweep: base config, axes (grid/zip), derive (README.md, Sweeps)\n"
     "  --dry-run              list every run (parameters, steps, tokens, compute, estimated time)\n"
     "  --output DIR           where runs go (default: the sweep's output:, else runs/sweeps/<name>)\n"
     "  --jobs N               runs at once (OMP_NUM_THREADS is split among them)\n"
     "  --ranks R              each run under `mpirun -np R`\n"
+    "  --prepare              write OUTPUT/sweep.json and each OUTPUT/<run>/config.yaml, print the\n"
+    "                         train command of each run, train nothing (one scheduler job per run)\n"
     "  --set K=V              override a key in every run, last (after derived steps): e.g.\n"
     "                         parallel.data=8 on a cluster, training.steps=3 for a smoke test\n"
     "  --mpirun CMD           the launcher with its own flags (default: mpirun)\n"
@@ -129,6 +132,8 @@ int run_sweep(const std::vector<std::string>& args) {
       overrides.push_back(args[++i]);
     } else if (arg == "--dry-run") {
       dry_run = true;
+    } else if (arg == "--prepare") {
+      execution.prepare_only = true;
     } else if (arg == "--output" && has_value) {
       execution.output_dir = args[++i];
     } else if ((arg == "--jobs" || arg == "--ranks") && has_value) {
@@ -165,6 +170,15 @@ int run_sweep(const std::vector<std::string>& args) {
   }
   absl::StatusOr<SweepOutcome> outcome = execute_sweep(*sweep, execution);
   if (!outcome.ok()) return fail(std::string(outcome.status().message()));
+  if (execution.prepare_only) {
+    for (const SweepRun& run : sweep->runs) {
+      const fs::path dir = fs::path(execution.output_dir) / run.name;
+      std::printf("switchyard train --config %s%s\n", (dir / "config.yaml").c_str(),
+                  fs::exists(dir / "checkpoints" / "latest") ? " --resume" : "");
+    }
+    for (const std::string& failure : outcome->failures) std::fprintf(stderr, "switchyard sweep: %s\n", failure.c_str());
+    return outcome->failures.empty() ? 0 : 1;
+  }
   std::printf("sweep: %d finished, %d skipped (finished before), %d resumed, %zu failed -> %s\n", outcome->finished,
               outcome->skipped, outcome->resumed, outcome->failures.size(), execution.output_dir.c_str());
   for (const std::string& failure : outcome->failures) std::fprintf(stderr, "switchyard sweep: failed: %s\n", failure.c_str());

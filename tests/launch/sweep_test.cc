@@ -306,6 +306,23 @@ TEST_F(SweepExecuteTest, RunWhoseConfigChangedIsRefusedAndKept) {
   EXPECT_EQ(read(config), "model: {hidden_size: 64}\n");
 }
 
+TEST_F(SweepExecuteTest, PrepareWritesManifestAndConfigsAndTrainsNothing) {
+  absl::StatusOr<Sweep> sweep = parse("axes:\n  grid:\n    optimizer.lr: [0.01, 0.02]\n", scratch_.path());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  SweepExecution options = execution();
+  options.prepare_only = true;
+  absl::StatusOr<SweepOutcome> outcome = execute_sweep(*sweep, options);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->finished, 0);
+  const fs::path out = scratch_.path() / "out";
+  EXPECT_EQ(nlohmann::json::parse(read(out / "sweep.json"))["runs"].size(), 2u);
+  absl::StatusOr<TrainConfig> config = load_config((out / "lr0.02" / "config.yaml").string());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_DOUBLE_EQ(config->optimizer.lr, 0.02);
+  EXPECT_FALSE(fs::exists(out / "lr0.02" / "train.log"));
+  EXPECT_FALSE(fs::exists(out / "lr0.02" / "checkpoints"));
+}
+
 // Fabricated run directories: a dense and an MoE run finished, one MoE run unfinished.
 TEST(SweepReport, TablesListEveryRunWithShapeCountsComputeAndLoss) {
   ScratchDirectory scratch("sy_sweep_report");
