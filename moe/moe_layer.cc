@@ -88,18 +88,21 @@ Tensor MoeLayer::forward(const Tensor& x, MoeLayerStats* stats) {
   }
   if (stats != nullptr) {
     *stats = MoeLayerStats();
-    if (config_.load_balance_coeff > 0) {
+    // The losses average over this rank's tokens: a rank with none (it still joins the
+    // exchanges and the count all-reduce) contributes no loss terms.
+    const bool has_tokens = N > 0;
+    if (has_tokens && config_.load_balance_coeff > 0) {
       stats->load_balance_loss = load_balancing_loss(routing.scores, routing.topk_indices) * config_.load_balance_coeff;
     }
-    if (config_.sequence_load_balance_coeff > 0) {
+    if (has_tokens && config_.sequence_load_balance_coeff > 0) {
       stats->sequence_load_balance_loss =
           sequence_load_balancing_loss(routing.scores, routing.topk_indices, B) * config_.sequence_load_balance_coeff;
     }
-    if (config_.global_load_balance_coeff > 0) {
+    if (has_tokens && config_.global_load_balance_coeff > 0) {
       stats->global_load_balance_loss =
           global_load_balancing_loss(routing.scores, step_counts, step_slots) * config_.global_load_balance_coeff;
     }
-    if (config_.z_loss_coeff > 0) stats->z_loss = router_z_loss(routing.logits) * config_.z_loss_coeff;
+    if (has_tokens && config_.z_loss_coeff > 0) stats->z_loss = router_z_loss(routing.logits) * config_.z_loss_coeff;
     // Kept slots: each expert's rows in the plan less its padding rows (slot -1).
     std::vector<int64_t> kept(E, 0);
     const std::vector<int64_t> slots = plan.slot_index.to_vector<int64_t>();

@@ -142,6 +142,30 @@ TEST(DispatcherOneRank, ChunksMatchTheUnchunkedLocalPath) {
   }
 }
 
+// The clocks change no result and fill every part but communication (no exchange on one rank).
+TEST(DispatcherOneRank, TimingsChangeNothingAndFillTheParts) {
+  const int64_t N = 6, C = 4, F = 3, E = 4, K = 2;
+  Generator generator(5);
+  GroupedExperts experts(E, C, F, 0.5, 0.5, &generator);
+  const Tensor x0 = randn({N, C}, DType::kF32, &generator);
+  const Tensor w = Tensor::full({N, K}, 0.5);
+  const DispatchPlan plan = plan_for({0, 1, 2, 3, 1, 2, 0, 3, 3, 2, 1, 0}, K, E);
+  auto run = [&](DispatchTimings* timings) {
+    experts.zero_grad();
+    Tensor x = x0.clone().set_requires_grad(true);
+    Tensor out = dispatch_to_experts(x, plan, w, experts,
+                                     DispatchOptions{.num_experts = E, .overlap_chunks = 2, .timings = timings});
+    sum(out * out).backward();
+    return std::make_pair(out.to_vector<float>(), x.grad().to_vector<float>());
+  };
+  DispatchTimings timings;
+  EXPECT_EQ(run(&timings), run(nullptr));
+  EXPECT_GT(timings.permute, 0);
+  EXPECT_GT(timings.experts, 0);
+  EXPECT_GT(timings.unpermute, 0);
+  EXPECT_EQ(timings.communication, 0);
+}
+
 // ---- Under mpirun ----
 
 // One EP layer configuration and each rank's token count.
@@ -152,6 +176,9 @@ struct Scenario {
   DropPolicy drop_policy = DropPolicy::kProbs;
   bool pad_to_capacity = false;
   bool shared_experts = true;
+  // Micro-batch LBL and z-loss join the loss (each sees one micro-batch, as the reference's);
+  // the global LBL is computed (its counts are checked) but not added: its counts differ by design.
+  bool balancing_losses = false;
 };
 
 constexpr int64_t kE = 8, kK = 2, kC = 8, kF = 6;
@@ -170,6 +197,11 @@ MoeConfig scenario_config(const Scenario& scenario) {
   config.capacity_factor = scenario.capacity_factor;
   config.drop_policy = scenario.drop_policy;
   config.pad_to_capacity = scenario.pad_to_capacity;
+  if (scenario.balancing_losses) {
+    config.load_balance_coeff = 0.1;
+    config.z_loss_coeff = 0.01;
+    config.global_load_balance_coeff = 0.1;
+  }
   return config;
 }
 
@@ -184,6 +216,15 @@ std::pair<Tensor, Tensor> rank_inputs(const Scenario& scenario, int64_t rank) {
   Tensor x = randn({1, n, kC}, DType::kF32, &generator);
   Tensor probe = randn({1, n, kC}, DType::kF32, &generator);
   return {x, probe};
+}
+
+// sum(out * probe) plus the micro-batch balancing terms the stats hold.
+Tensor scenario_loss(const Tensor& out, const Tensor& probe, const MoeLayerStats& stats) {
+  Tensor loss = sum(out * probe);
+  for (const Tensor* term : {&stats.load_balance_loss, &stats.z_loss}) {
+    if (term->defined()) loss = loss + *term;
+  }
+  return loss;
 }
 
 // What the one-rank layer gives for every rank's tokens, run as accumulated micro-batches.
@@ -201,8 +242,9 @@ Reference reference_run(const Scenario& scenario, int64_t ranks) {
   for (int64_t rank = 0; rank < ranks; ++rank) {
     auto [x, probe] = rank_inputs(scenario, rank);
     x.set_requires_grad(true);
-    Tensor out = layer.forward(x, nullptr);
-    sum(out * probe).backward();
+    MoeLayerStats stats;
+    Tensor out = layer.forward(x, &stats);
+    scenario_loss(out, probe, stats).backward();
     reference.outputs.push_back(out.detach());
     reference.input_grads.push_back(x.grad());
   }
@@ -226,9 +268,11 @@ void check_against_one_rank(const Scenario& scenario, const std::vector<int64_t>
                    MoeParallel{.expert = world, .balance = world, .overlap_chunks = chunks});
     auto [x, probe] = rank_inputs(scenario, rank);
     x.set_requires_grad(true);
-    Tensor out = layer.forward(x, nullptr);
-    sum(out * probe).backward();
+    MoeLayerStats stats;
+    Tensor out = layer.forward(x, &stats);
+    scenario_loss(out, probe, stats).backward();
     expect_close(out, reference.outputs[rank], label + ": output");
+    EXPECT_EQ(stats.global_load_balance_loss.defined(), scenario.balancing_losses && x.numel() > 0) << label;
     expect_close(x.grad(), reference.input_grads[rank], label + ": input grad");
     const auto parameters = layer.named_parameters();
     ASSERT_EQ(parameters.size(), reference.parameter_grads.size());
@@ -273,6 +317,11 @@ TEST(MultiRankDispatcher, CapacityWithPaddingMatchesOneRank) {
                          {1, 2, 4});
 }
 
+TEST(MultiRankDispatcher, BalancingLossesMatchOneRank) {
+  check_against_one_rank({.name = "balancing losses", .tokens_per_rank = {6, 7, 5, 6}, .balancing_losses = true},
+                         {1, 2});
+}
+
 TEST(MultiRankDispatcher, NoSharedExpertsMatchesOneRank) {
   check_against_one_rank({.name = "no shared experts", .tokens_per_rank = {5, 6}, .shared_experts = false}, {1, 2});
 }
@@ -280,7 +329,7 @@ TEST(MultiRankDispatcher, NoSharedExpertsMatchesOneRank) {
 // Rank 1 has no tokens; the one-token ranks leave most of the 8 experts without rows, and
 // 4 chunks over one or two tokens leave chunks empty.
 TEST(MultiRankDispatcher, EmptyRankExpertsAndChunksMatchOneRank) {
-  check_against_one_rank({.name = "empty inputs", .tokens_per_rank = {2, 0, 1, 0}}, {1, 4});
+  check_against_one_rank({.name = "empty inputs", .tokens_per_rank = {2, 0, 1, 0}, .balancing_losses = true}, {1, 4});
 }
 
 // Runs are deterministic (the same chunk count twice gives the same bits), and 2 and 4 chunks
