@@ -510,13 +510,25 @@ absl::StatusOr<pid_t> spawn(const std::vector<std::string>& argv, const fs::path
   return pid;
 }
 
+// Variables that make a process part of a running MPI job (set when this process initialized
+// MPI, e.g. as a singleton); a run is a job of its own, and mpirun refuses to start under them.
+// The user's own settings (OMPI_MCA_btl and the like) stay.
+bool belongs_to_running_job(const std::string& entry) {
+  for (const char* prefix : {"PMIX_", "ORTE_", "OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix", "OMPI_APP_CTX_",
+                             "OMPI_COMM_WORLD_", "OMPI_UNIVERSE_SIZE=", "OMPI_FILE_LOCATION=", "OMPI_FIRST_RANKS=",
+                             "OMPI_NUM_APP_CTX="}) {
+    if (entry.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
 // The environment of a run: ours, with OMP_NUM_THREADS set, and mpirun's permission to run as
 // root when we are root.
 std::vector<std::string> child_environment(int threads, bool mpi) {
   std::vector<std::string> environment;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string text = *entry;
-    if (text.starts_with("OMP_NUM_THREADS=")) continue;
+    if (text.starts_with("OMP_NUM_THREADS=") || belongs_to_running_job(text)) continue;
     if (mpi && (text.starts_with("OMPI_ALLOW_RUN_AS_ROOT=") || text.starts_with("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="))) continue;
     environment.push_back(text);
   }

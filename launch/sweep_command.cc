@@ -1,5 +1,6 @@
 #include "launch/sweep_command.h"
 
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -169,6 +170,10 @@ int run_sweep(const std::vector<std::string>& args) {
     return 0;
   }
   absl::StatusOr<SweepOutcome> outcome = execute_sweep(*sweep, execution);
+  if (absl::IsCancelled(outcome.status())) {  // Ctrl-C: the runs stopped with checkpoints
+    fail(std::string(outcome.status().message()));
+    return 128 + SIGINT;
+  }
   if (!outcome.ok()) return fail(std::string(outcome.status().message()));
   if (execution.prepare_only) {
     for (const SweepRun& run : sweep->runs) {

@@ -3,7 +3,16 @@
 // interrupted ones resumed, failures reported), and the report's tables.
 #include "launch/sweep.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <cmath>
+#include <thread>
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -18,6 +27,8 @@
 #include "nlohmann/json.hpp"
 #include "tests/launch/tiny_run_support.h"
 #include "tests/support/scratch_directory.h"
+
+extern char** environ;
 
 namespace sy::testing {
 namespace {
@@ -304,6 +315,73 @@ TEST_F(SweepExecuteTest, RunWhoseConfigChangedIsRefusedAndKept) {
   ASSERT_EQ(outcome->failures.size(), 1u);
   EXPECT_TRUE(absl::StrContains(outcome->failures[0], "differs from the sweep's config")) << outcome->failures[0];
   EXPECT_EQ(read(config), "model: {hidden_size: 64}\n");
+}
+
+TEST_F(SweepExecuteTest, RanksRunEachUnderMpirunWithThatManyProcesses) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "needs mpirun";
+  absl::StatusOr<Sweep> sweep = parse("set: {training.steps: 2, parallel.data: 2, parallel.expert: 2}\n", scratch_.path());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  SweepExecution options = execution();
+  options.ranks = 2;
+  options.mpirun = {"mpirun", "--oversubscribe"};
+  absl::StatusOr<SweepOutcome> outcome = execute_sweep(*sweep, options);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  const std::string log = read(scratch_.path() / "out" / sweep->runs[0].name / "train.log");
+  ASSERT_EQ(outcome->finished, 1) << (outcome->failures.empty() ? "" : outcome->failures[0]) << "\n" << log;
+  EXPECT_TRUE(absl::StrContains(log, "mpirun --oversubscribe -np 2 ")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "train: 2 ranks")) << log;
+}
+
+// Ctrl-C reaches the sweep and its running train child (one process group): the child stops with
+// a checkpoint, the sweep starts nothing more and exits 130; the same command resumes the run.
+TEST_F(SweepExecuteTest, InterruptStopsRunsWithCheckpointsAndTheSameCommandResumes) {
+  const fs::path sweep_file = scratch_.path() / "s.yaml";
+  write(sweep_file, inline_base(scratch_.path()) +
+                        "set: {training.steps: 60, training.eval_interval: 0}\n"
+                        "axes:\n  grid:\n    optimizer.lr: [0.01, 0.02]\n");
+  const fs::path out = scratch_.path() / "out";
+  std::vector<std::string> args = {binary_, "sweep", "--config", sweep_file.string(), "--output", out.string()};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);  // its own group, as a shell job
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, binary_.c_str(), &actions, &attributes, argv.data(), environ), 0);
+  posix_spawnattr_destroy(&attributes);
+  posix_spawn_file_actions_destroy(&actions);
+  // A few logged steps of the first run (one JSON line each), then Ctrl-C to the whole group.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto lines = [](const fs::path& path) {
+    const std::string text = read(path);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  while (lines(out / "lr0.01" / "metrics.jsonl") < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(kill(-child, SIGINT), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
+  ASSERT_TRUE(fs::exists(out / "lr0.01" / "checkpoints" / "latest"));
+  EXPECT_FALSE(fs::exists(out / "lr0.01" / "result.json")) << "stopped before the end";
+  EXPECT_FALSE(fs::exists(out / "lr0.02" / "train.log")) << "nothing starts after the interrupt";
+
+  absl::StatusOr<Sweep> sweep = load_sweep(sweep_file.string());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  absl::StatusOr<SweepOutcome> again = execute_sweep(*sweep, execution());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->resumed, 1);
+  EXPECT_EQ(again->finished, 2);
+  EXPECT_TRUE(again->failures.empty()) << again->failures.front();
+  EXPECT_TRUE(absl::StrContains(read(out / "lr0.01" / "train.log"), "--resume"));
+  EXPECT_EQ(nlohmann::json::parse(read(out / "lr0.01" / "result.json"))["step"], 60);
 }
 
 TEST_F(SweepExecuteTest, PrepareWritesManifestAndConfigsAndTrainsNothing) {
