@@ -264,7 +264,9 @@ TEST(UpcycleNoise, SeededNoiseBreaksCopySymmetrySlightly) {
   options.seed = 5;
   auto dense_model = random_dense(dense_config());
   Transformer a(c), b(c), other(c);
-  ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), a, options).ok());
+  absl::StatusOr<UpcyclePlan> plan = upcycle(dense_model->state_dict(), dense_config(), a, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NE(plan->exactness.find("before the noise"), std::string::npos) << plan->exactness;
   ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), b, options).ok());
   options.seed = 6;
   ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), other, options).ok());
