@@ -277,6 +277,7 @@ int bench_moe_layer(int warmup, int repeats, bool with_torch, const std::string&
 int run_bench(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "tokenizer") return run_bench_tokenizer({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "train-step") return run_bench_train_step({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "dispatcher") return run_bench_dispatcher({args.begin() + 1, args.end()});
   if (args.empty() || (args[0] != "ops" && args[0] != "moe-layer")) {
     std::fprintf(stderr,
                  "usage: switchyard bench ops|moe-layer [--repeats N] [--warmup N] [--filter TEXT] [--no-torch]\n"

@@ -18,10 +18,16 @@ Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
 }
 
 GroupedExperts::GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std,
-                               Generator* generator) {
+                               Generator* generator, int64_t first_local, int64_t local_experts) {
   SY_CHECK(E > 0 && C > 0 && F > 0, "GroupedExperts: E ", E, ", C ", C, ", F ", F, " must be positive");
-  w1_ = register_parameter("w1", normal({E, C, 2 * F}, 0.0, init_std, DType::kF32, generator));
-  w2_ = register_parameter("w2", normal({E, F, C}, 0.0, output_std, DType::kF32, generator));
+  if (local_experts == 0) local_experts = E;
+  SY_CHECK(first_local >= 0 && local_experts > 0 && first_local + local_experts <= E, "GroupedExperts: experts [",
+           first_local, ", ", first_local + local_experts, ") of E = ", E);
+  auto local = [&](const Tensor& all) {
+    return local_experts == E ? all : all.narrow(0, first_local, local_experts).clone();
+  };
+  w1_ = register_parameter("w1", local(normal({E, C, 2 * F}, 0.0, init_std, DType::kF32, generator)));
+  w2_ = register_parameter("w2", local(normal({E, F, C}, 0.0, output_std, DType::kF32, generator)));
 }
 
 Tensor GroupedExperts::forward(const Tensor& x, const std::vector<int64_t>& tokens_per_expert) const {

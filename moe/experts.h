@@ -18,11 +18,14 @@ Tensor grouped_swiglu(const Tensor& x, const Tensor& w1, const Tensor& w2,
 
 class GroupedExperts : public Module {
  public:
-  // Initial weights from `generator` (null: the default generator).
+  // Initial weights from `generator` (null: the default generator). Under expert parallelism
+  // the module holds only experts [first_local, first_local + local_experts) of the E: it
+  // draws all E (so the generator advances as on one rank) and keeps its slice, giving each
+  // expert the values it has in the one-rank model. local_experts 0: all E.
   GroupedExperts(int64_t E, int64_t C, int64_t F, double init_std, double output_std,
-                 Generator* generator = nullptr);
+                 Generator* generator = nullptr, int64_t first_local = 0, int64_t local_experts = 0);
 
-  // x (M, C) in expert order, tokens_per_expert (E) summing to M -> (M, C):
+  // x (M, C) in local-expert order, tokens_per_expert (local experts) summing to M -> (M, C):
   // silu(x W_gate) * (x W_up) @ w2 per expert.
   Tensor forward(const Tensor& x, const std::vector<int64_t>& tokens_per_expert) const;
 
@@ -30,8 +33,8 @@ class GroupedExperts : public Module {
   const Tensor& w2() const { return w2_; }
 
  private:
-  Tensor w1_;  // (E, C, 2F)
-  Tensor w2_;  // (E, F, C)
+  Tensor w1_;  // (E / EP, C, 2F): the local experts
+  Tensor w2_;  // (E / EP, F, C)
 };
 
 }  // namespace sy

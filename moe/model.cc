@@ -82,11 +82,27 @@ bool is_expert_parameter(const std::string& name) {
   return absl::EndsWith(name, ".mlp.experts.w1") || absl::EndsWith(name, ".mlp.experts.w2");
 }
 
-std::vector<ParameterShard> Transformer::parameter_shards() const { return {}; }
+std::vector<ParameterShard> Transformer::parameter_shards() const {
+  std::vector<ParameterShard> shards;
+  if (expert_ranks_ == 1) return shards;
+  for (const auto& [name, parameter] : named_parameters()) {
+    if (!is_expert_parameter(name)) continue;
+    ParameterShard shard{.name = name, .global_shape = parameter.shape(), .offsets = {}};
+    shard.global_shape[0] = config_.moe.num_experts;
+    shard.offsets.assign(parameter.dim(), 0);
+    shard.offsets[0] = expert_rank_ * parameter.size(0);
+    shards.push_back(std::move(shard));
+  }
+  return shards;
+}
 
 Transformer::Transformer(const ModelConfig& config, const MoeParallel& parallel) : config_(config) {
   absl::Status valid = config.validate();
   SY_CHECK(valid.ok(), "Transformer: invalid config: ", valid.message());
+  if (parallel.expert) {
+    expert_ranks_ = parallel.expert->size();
+    expert_rank_ = parallel.expert->rank();
+  }
   // Submodules draw from a scratch generator (their draws are replaced below), so that
   // building a model leaves the default generator alone.
   Generator scratch(config.seed);
@@ -103,11 +119,23 @@ Transformer::Transformer(const ModelConfig& config, const MoeParallel& parallel)
   }
 
   // One rule for every parameter, whoever built it: in name order from one seeded stream.
+  // An EP rank draws every expert's values and keeps its own, so that the stream and each
+  // expert match the one-rank model.
   Generator generator(config.seed);
   const double output_std = config.init_std / std::sqrt(2.0 * static_cast<double>(config.num_layers));
+  NoGradGuard no_grad;
   for (auto& [name, parameter] : named_parameters()) {
     if (is_norm(name)) continue;
-    normal_(parameter, 0.0, is_output_projection(name) ? output_std : config.init_std, &generator);
+    const double std = is_output_projection(name) ? output_std : config.init_std;
+    if (expert_ranks_ > 1 && is_expert_parameter(name)) {
+      Shape global_shape = parameter.shape();
+      global_shape[0] = config.moe.num_experts;
+      Tensor all = Tensor::empty(global_shape, parameter.dtype(), parameter.device());
+      normal_(all, 0.0, std, &generator);
+      parameter.copy_(all.narrow(0, expert_rank_ * parameter.size(0), parameter.size(0)));
+      continue;
+    }
+    normal_(parameter, 0.0, std, &generator);
   }
 }
 

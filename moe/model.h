@@ -89,6 +89,8 @@ class Transformer : public Module {
   std::shared_ptr<RMSNorm> norm_;
   std::shared_ptr<Linear> lm_head_;  // null when tie_embeddings
   bool recompute_ = false;
+  int64_t expert_ranks_ = 1;  // EP group size
+  int64_t expert_rank_ = 0;   // this rank in it: owns experts [rank * E / EP, (rank + 1) * E / EP)
 };
 
 // Parameter counts and training FLOPs per token for sequences of T = seq_len tokens.

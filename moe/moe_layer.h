@@ -14,6 +14,7 @@ namespace sy {
 
 class GroupedExperts;
 class SwiGLU;
+struct DispatchTimings;
 class Linear;
 
 // Per-layer losses and counts of one forward, for the loss and for logging.
@@ -50,10 +51,14 @@ class MoeLayer : public Module {
   // x (B, T, C) -> (B, T, C). `stats` receives this forward's losses and counts.
   Tensor forward(const Tensor& x, MoeLayerStats* stats);
 
-  // Global-batch balancing: counts accumulated over the micro-batches of the current step.
+  // Global-batch balancing: counts accumulated over the micro-batches of the current step,
+  // in training summed over parallel.balance before they are added: the job-wide count.
   void reset_step_counts();
   const Tensor& step_tokens_per_expert() const { return step_counts_; }
   Router& router() { return *router_; }
+  // The dispatcher's time split (moe/dispatcher.h), accumulated by every later forward and
+  // its backward; null (the default) turns the clocks off.
+  void set_dispatch_timings(DispatchTimings* timings) { timings_ = timings; }
 
  private:
   MoeConfig config_;
@@ -64,6 +69,7 @@ class MoeLayer : public Module {
   std::shared_ptr<Linear> shared_expert_gate_;
   Tensor step_counts_;  // (E) i64
   int64_t step_slots_ = 0;
+  DispatchTimings* timings_ = nullptr;
 };
 
 }  // namespace sy

@@ -33,4 +33,24 @@ Tensor all_to_all_v(const Tensor& x, const std::vector<int64_t>& send_rows,
                     const std::vector<int64_t>& recv_rows,
                     const std::shared_ptr<Communicator>& group);
 
+// all_to_all_v split in two autograd ops so that computation runs while the rows travel:
+//   StartedAllToAll started = all_to_all_v_start(x, send_rows, recv_rows, group);
+//   ... other work ...
+//   Tensor y = all_to_all_v_wait(started);
+// started.output is being written until the wait: only all_to_all_v_wait may consume it.
+// Backward keeps the overlap. The engine runs ready nodes latest first, so the wait node's
+// backward runs first: it STARTS the reverse all-to-all-v of the gradient (counts swapped)
+// and hands its still-filling buffer on; the start node's backward runs later (after the
+// nodes recorded between the two, e.g. another chunk's experts) and WAITS for it. Every rank
+// must record the same pairs in the same order, as for any collective.
+struct AllToAllInFlight;
+struct StartedAllToAll {
+  Tensor output;  // (sum(recv_rows), ...): not to be read before all_to_all_v_wait
+  std::shared_ptr<AllToAllInFlight> in_flight;
+};
+StartedAllToAll all_to_all_v_start(const Tensor& x, const std::vector<int64_t>& send_rows,
+                                   const std::vector<int64_t>& recv_rows,
+                                   const std::shared_ptr<Communicator>& group);
+Tensor all_to_all_v_wait(const StartedAllToAll& started);
+
 }  // namespace sy
