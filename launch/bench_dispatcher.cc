@@ -2,9 +2,10 @@
 // (run it under `mpirun -np 2` or `-np 4`; EP = the world), split into permute,
 // communication, experts and un-permute by the dispatcher's clocks, for chunks = 1, 2, 4,
 // and how much of the communication the chunked overlap hides. Medians over repeats on each
-// rank, averaged over ranks; rank 0 prints the table.
+// rank (the chunk counts take turns), averaged over ranks; rank 0 prints the table.
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,9 @@ struct LayerTiming {
   double total = 0, permute = 0, communication = 0, experts = 0, unpermute = 0;
 };
 
-LayerTiming time_layer(const DispatcherBenchOptions& options, int64_t chunks, const std::shared_ptr<Communicator>& world) {
+// One layer per chunk count, from the same seed; the runs interleave the chunk counts (one
+// run of each per round) so that load from other processes falls on every row alike.
+std::vector<LayerTiming> time_layers(const DispatcherBenchOptions& options, const std::shared_ptr<Communicator>& world) {
   MoeConfig config;
   config.num_experts = options.experts;
   config.top_k = options.top_k;
@@ -45,37 +48,50 @@ LayerTiming time_layer(const DispatcherBenchOptions& options, int64_t chunks, co
     config.num_shared_experts = 1;
     config.shared_expert_ffn_size = options.shared_ffn;
   }
-  Generator generator(17);
-  MoeLayer layer(config, options.hidden, 0.02, 0.02, &generator,
-                 MoeParallel{.expert = world, .balance = nullptr, .overlap_chunks = chunks});
+  std::vector<std::unique_ptr<MoeLayer>> layers;
+  for (int64_t chunks : options.chunks) {
+    Generator generator(17);
+    layers.push_back(std::make_unique<MoeLayer>(config, options.hidden, 0.02, 0.02, &generator,
+                                                MoeParallel{.expert = world, .balance = nullptr, .overlap_chunks = chunks}));
+  }
   Generator data(100 + static_cast<uint64_t>(world->rank()));
   const Tensor x0 = randn({1, options.tokens, options.hidden}, DType::kF32, &data);
   const Tensor probe = randn({1, options.tokens, options.hidden}, DType::kF32, &data);
-  std::vector<double> total, permute, communication, experts, unpermute;
+  const size_t rows = layers.size();
+  // samples[row][part]: total, permute, communication, experts, unpermute.
+  std::vector<std::vector<std::vector<double>>> samples(rows, std::vector<std::vector<double>>(5));
   for (int run = 0; run < options.warmup + options.repeats; ++run) {
-    DispatchTimings timings;
-    layer.set_dispatch_timings(&timings);
-    layer.zero_grad();
-    Tensor x = x0.clone().set_requires_grad(true);
-    world->barrier();
-    const auto start = std::chrono::steady_clock::now();
-    sum(layer.forward(x, nullptr) * probe).backward();
-    const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    layer.set_dispatch_timings(nullptr);
-    if (run < options.warmup) continue;
-    total.push_back(elapsed);
-    permute.push_back(timings.permute);
-    communication.push_back(timings.communication);
-    experts.push_back(timings.experts);
-    unpermute.push_back(timings.unpermute);
+    for (size_t row = 0; row < rows; ++row) {
+      MoeLayer& layer = *layers[row];
+      DispatchTimings timings;
+      layer.set_dispatch_timings(&timings);
+      layer.zero_grad();
+      Tensor x = x0.clone().set_requires_grad(true);
+      world->barrier();
+      const auto start = std::chrono::steady_clock::now();
+      sum(layer.forward(x, nullptr) * probe).backward();
+      const double elapsed =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      layer.set_dispatch_timings(nullptr);
+      if (run < options.warmup) continue;
+      const double parts[5] = {elapsed, timings.permute, timings.communication, timings.experts, timings.unpermute};
+      for (int part = 0; part < 5; ++part) samples[row][part].push_back(parts[part]);
+    }
   }
   // This rank's medians, then their mean over ranks.
-  Tensor medians = Tensor::from_vector(std::vector<double>{median(total), median(permute), median(communication),
-                                                           median(experts), median(unpermute)},
-                                       {5}, DType::kF64);
-  world->all_reduce(medians, ReduceOp::kAvg);
-  const std::vector<double> m = medians.to_vector<double>();
-  return {m[0], m[1], m[2], m[3], m[4]};
+  std::vector<double> medians;
+  for (const auto& row : samples) {
+    for (const auto& part : row) medians.push_back(median(part));
+  }
+  Tensor reduced = Tensor::from_vector(medians, {static_cast<int64_t>(medians.size())}, DType::kF64);
+  world->all_reduce(reduced, ReduceOp::kAvg);
+  const std::vector<double> m = reduced.to_vector<double>();
+  std::vector<LayerTiming> timings;
+  for (size_t row = 0; row < rows; ++row) {
+    const double* t = &m[row * 5];
+    timings.push_back({t[0], t[1], t[2], t[3], t[4]});
+  }
+  return timings;
 }
 
 bool parse_args(const std::vector<std::string>& args, DispatcherBenchOptions* options) {
@@ -138,8 +154,7 @@ int run_bench_dispatcher(const std::vector<std::string>& args) {
     }
     return 2;
   }
-  std::vector<LayerTiming> timings;
-  for (int64_t chunks : options.chunks) timings.push_back(time_layer(options, chunks, world));
+  const std::vector<LayerTiming> timings = time_layers(options, world);
   if (world->rank() != 0) return 0;
 
   std::printf("MoE layer forward+backward under EP = %d ranks: N = %lld tokens per rank, C = %lld, E = %lld, K = %lld, "

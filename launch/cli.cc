@@ -10,6 +10,7 @@
 #include "launch/checkpoint_command.h"
 #include "launch/generate.h"
 #include "launch/preprocess_command.h"
+#include "launch/sweep_command.h"
 #include "launch/train_command.h"
 #include "launch/upcycle_command.h"
 
@@ -42,6 +43,7 @@ const std::vector<Subcommand>& subcommands() {
       {"train", "train a model: `switchyard train --config FILE` (see --help)", run_train},
       {"generate", "sample from a checkpoint: `switchyard generate --checkpoint DIR --prompt TEXT`", run_generate},
       {"checkpoint", "a checkpoint as whole tensors: `switchyard checkpoint export DIR OUT.safetensors`", run_checkpoint},
+      {"sweep", "scaling-law sweeps: `switchyard sweep --config SWEEP.yaml [--dry-run]`, `sweep report DIR`", run_sweep},
       {"upcycle", "a dense checkpoint into an MoE one: `switchyard upcycle --dense DIR --config MOE.yaml --output DIR`", run_upcycle},
       {"bench", "speed against PyTorch: `switchyard bench ops|moe-layer|tokenizer|train-step`", run_bench},
   };

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/check.h"
 #include "core/io/safetensors.h"
 #include "launch/checkpoint.h"
@@ -29,9 +31,10 @@ namespace fs = std::filesystem;
 
 constexpr char kUsage[] =
     "usage: switchyard upcycle --dense DENSE --config MOE.yaml --output DIR [options]\n"
-    "  --dense DENSE          a Switchyard checkpoint of a dense model (a run's checkpoints/ folder or one\n"
-    "                         step), or a safetensors file (Hugging Face Llama names `model.layers.N...`,\n"
-    "                         or Switchyard names as `switchyard checkpoint export` writes them)\n"
+    "  --dense DENSE          a Switchyard checkpoint of a dense model (a run folder, its checkpoints/\n"
+    "                         folder or one step); a Hugging Face model folder (config.json and\n"
+    "                         *.safetensors, Llama names `model.layers.N...`); or one safetensors file\n"
+    "                         (those names, or Switchyard ones as `switchyard checkpoint export` writes)\n"
     "  --dense-config FILE    for a safetensors DENSE: its Hugging Face config.json, or a Switchyard YAML\n"
     "                         (default: config.json next to the safetensors file)\n"
     "  --config MOE.yaml      the MoE run's config (its model and moe sections say what to build)\n"
@@ -207,10 +210,10 @@ struct DenseModel {
   std::unique_ptr<Transformer> model;
 };
 
-// A safetensors file of a dense model: `model.` prefixes dropped, rotary buffers skipped.
-absl::StatusOr<DenseModel> read_dense_safetensors(const Arguments& arguments, const ModelConfig& base) {
-  std::string config_path = arguments.dense_config;
-  if (config_path.empty()) config_path = (fs::path(arguments.dense).parent_path() / "config.json").string();
+// Safetensors files of a dense model (a Hugging Face folder may split it over several):
+// `model.` prefixes dropped, rotary buffers skipped; `config_path` describes it.
+absl::StatusOr<DenseModel> read_dense_safetensors(const std::vector<std::string>& files, const std::string& config_path,
+                                                  const ModelConfig& base) {
   DenseModel dense;
   if (absl::EndsWith(config_path, ".json")) {
     absl::StatusOr<ModelConfig> config = read_hf_config(config_path, base);
@@ -221,17 +224,19 @@ absl::StatusOr<DenseModel> read_dense_safetensors(const Arguments& arguments, co
     if (!config.ok()) return config.status();
     dense.config = config->model;
   }
-  absl::StatusOr<SafetensorsFile> file = read_safetensors(arguments.dense);
-  if (!file.ok()) return file.status();
   StateDict state;
-  for (const auto& [name, tensor] : file->tensors) {
-    if (absl::EndsWith(name, "rotary_emb.inv_freq")) continue;  // derived, saved by old HF versions
-    state[absl::StartsWith(name, "model.") ? name.substr(6) : name] = tensor;
+  for (const std::string& path : files) {
+    absl::StatusOr<SafetensorsFile> file = read_safetensors(path);
+    if (!file.ok()) return file.status();
+    for (const auto& [name, tensor] : file->tensors) {
+      if (absl::EndsWith(name, "rotary_emb.inv_freq")) continue;  // derived, saved by old HF versions
+      state[absl::StartsWith(name, "model.") ? name.substr(6) : name] = tensor;
+    }
   }
   dense.model = std::make_unique<Transformer>(dense.config);
   if (absl::Status status = dense.model->load_state_dict(state); !status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(arguments.dense, " does not hold the dense model ", config_path,
-                                                   " describes: ", status.message()));
+    return absl::InvalidArgumentError(absl::StrCat(absl::StrJoin(files, ", "), " do(es) not hold the dense model ",
+                                                   config_path, " describes: ", status.message()));
   }
   return dense;
 }
@@ -247,6 +252,32 @@ absl::StatusOr<DenseModel> read_dense_checkpoint(const std::string& path) {
   absl::StatusOr<TrainState> loaded = load_checkpoint(*directory, *dense.model, nullptr);
   if (!loaded.ok()) return loaded.status();
   return dense;
+}
+
+// --dense: a safetensors file; a Switchyard checkpoint (a step, a checkpoints/ folder, or a run
+// folder holding one); or a Hugging Face folder (config.json and *.safetensors).
+absl::StatusOr<DenseModel> read_dense(const Arguments& arguments, const ModelConfig& base) {
+  const fs::path dense(arguments.dense);
+  std::error_code error;
+  if (fs::is_regular_file(dense, error)) {
+    const std::string config = arguments.dense_config.empty() ? (dense.parent_path() / "config.json").string()
+                                                              : arguments.dense_config;
+    return read_dense_safetensors({arguments.dense}, config, base);
+  }
+  if (resolve_checkpoint(arguments.dense).ok()) return read_dense_checkpoint(arguments.dense);
+  if (resolve_checkpoint((dense / "checkpoints").string()).ok()) return read_dense_checkpoint((dense / "checkpoints").string());
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dense, error)) {
+    if (entry.path().extension() == ".safetensors") files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  const std::string config = arguments.dense_config.empty() ? (dense / "config.json").string() : arguments.dense_config;
+  if (files.empty() || !fs::exists(config, error)) {
+    return absl::NotFoundError(absl::StrCat(
+        arguments.dense, ": neither a Switchyard checkpoint (a step directory, a checkpoints/ folder or a run folder "
+                         "holding one) nor a Hugging Face model folder (config.json and *.safetensors)"));
+  }
+  return read_dense_safetensors(files, config, base);
 }
 
 const char* describe(ExpertSource source) { return source == ExpertSource::kDense ? "dense" : "random"; }
@@ -269,9 +300,7 @@ absl::Status upcycle_command(const std::vector<std::string>& args, std::FILE* ou
   if (!config.ok()) return config.status();
   if (!fs::exists(arguments->dense, error)) return absl::NotFoundError(absl::StrCat(arguments->dense, ": no such file or directory"));
 
-  const bool safetensors = fs::is_regular_file(arguments->dense, error);
-  absl::StatusOr<DenseModel> dense =
-      safetensors ? read_dense_safetensors(*arguments, config->model) : read_dense_checkpoint(arguments->dense);
+  absl::StatusOr<DenseModel> dense = read_dense(*arguments, config->model);
   if (!dense.ok()) return dense.status();
 
   Transformer moe(config->model);

@@ -171,8 +171,10 @@ absl::StatusOr<UpcyclePlan> plan_upcycle(const ModelConfig& dense, const ModelCo
   if (plan.exact) {
     plan.exactness = G == 1 ? absl::StrCat("exact: every expert is a copy of the dense FFN and the ", K,
                                            " routing weights sum to ", weight_sum)
-                            : absl::StrCat("exact: virtual-group routing takes ", K / G, " whole copie(s) of the ", G,
-                                           " slices; down projections scaled by ", plan.expert_scale);
+                            : absl::StrCat("exact: virtual-group routing takes each of the ", G, " slices ",
+                                           K / G == 1 ? std::string("once") : absl::StrCat(K / G, " times"),
+                                           " (whole copies); down projections x ", plan.expert_scale);
+    if (options.noise > 0) plan.exactness = absl::StrCat(plan.exactness, " (before the noise, ", options.noise, " x rms)");
   } else {
     plan.exactness = absl::StrCat("not exact: ", absl::StrJoin(broken, "; "));
   }

@@ -17,6 +17,8 @@ PACKAGES=(
   python3-torch python3-numpy libtcmalloc-minimal4
   # the independent TensorBoard event-file reader in the tests
   python3-protobuf
+  # scaling-law fits and plots of `switchyard sweep report` (scripts/sweep/fit.py)
+  python3-scipy python3-matplotlib
 )
 
 missing=()

@@ -78,7 +78,7 @@ TEST(UpcycleCommand, TrainingFromTheUpcycledCheckpointStartsAtTheDenseLoss) {
       yaml, scratch.path() / "dense_more", {"moe.num_experts=0", "training.steps=2", "checkpoint.load=" + dense_checkpoint}));
   for (const std::string expert_width : {"32", "16"}) {
     const fs::path output = scratch.path() / ("moe_f" + expert_width);
-    auto [code, errors] = upcycle_cli({"--dense", dense_checkpoint, "--config", moe_yaml, "--output", output.string(),
+    auto [code, errors] = upcycle_cli({"--dense", (scratch.path() / "dense").string(), "--config", moe_yaml, "--output", output.string(),
                                        "--set", "moe.expert_ffn_size=" + expert_width});
     ASSERT_EQ(code, 0) << errors;
     const double moe_loss = first_loss(config_for(
@@ -93,6 +93,7 @@ TEST(UpcycleCommand, TrainingFromTheUpcycledCheckpointStartsAtTheDenseLoss) {
 // A dense model of the tiny run's shape with random weights, saved both ways.
 struct DenseInputs {
   std::string checkpoint, safetensors, config_json;
+  std::string hf_folder;  // config.json and the tensors split over two files, as large HF models are
 };
 
 DenseInputs write_dense_inputs(const fs::path& root, const std::string& yaml, bool hf_bf16 = false) {
@@ -126,6 +127,14 @@ DenseInputs write_dense_inputs(const fs::path& root, const std::string& yaml, bo
       ", \"vocab_size\": " + std::to_string(m.vocab_size) +
       ",\n \"rope_theta\": 10000.0, \"rms_norm_eps\": 1e-06, \"tie_word_embeddings\": false,"
       " \"max_position_embeddings\": 4096, \"torch_dtype\": \"float32\"}\n");
+  inputs.hf_folder = (root / "hf_split").string();
+  fs::create_directories(inputs.hf_folder);
+  fs::copy_file(inputs.config_json, fs::path(inputs.hf_folder) / "config.json");
+  const size_t half = tensors.size() / 2;
+  EXPECT_TRUE(write_safetensors(inputs.hf_folder + "/model-00001-of-00002.safetensors",
+                                {tensors.begin(), tensors.begin() + static_cast<std::ptrdiff_t>(half)}).ok());
+  EXPECT_TRUE(write_safetensors(inputs.hf_folder + "/model-00002-of-00002.safetensors",
+                                {tensors.begin() + static_cast<std::ptrdiff_t>(half), tensors.end()}).ok());
   return inputs;
 }
 
@@ -140,7 +149,7 @@ std::map<std::string, std::vector<float>> exported(const fs::path& checkpoint, c
   return values;
 }
 
-TEST(UpcycleCommand, HuggingFaceSafetensorsGivesTheSameCheckpointAsTheSwitchyardOne) {
+TEST(UpcycleCommand, HuggingFaceFileOrFolderGivesTheSameCheckpointAsTheSwitchyardOne) {
   ScratchDirectory scratch("sy_upcycle_command");
   const std::string yaml = prepare_tiny_run(scratch.path());
   const std::string moe_yaml = write_file(scratch.path() / "moe.yaml", yaml);
@@ -154,11 +163,14 @@ TEST(UpcycleCommand, HuggingFaceSafetensorsGivesTheSameCheckpointAsTheSwitchyard
   };
   run({"--dense", inputs.checkpoint, "--output", scratch.file("from_switchyard")});
   run({"--dense", inputs.safetensors, "--output", scratch.file("from_hf")});  // config.json found next to it
+  run({"--dense", inputs.hf_folder, "--output", scratch.file("from_hf_folder")});
   const auto a = exported(scratch.path() / "from_switchyard", scratch.path() / "a.safetensors");
   const auto b = exported(scratch.path() / "from_hf", scratch.path() / "b.safetensors");
+  const auto c = exported(scratch.path() / "from_hf_folder", scratch.path() / "c.safetensors");
   ASSERT_FALSE(a.empty());
   EXPECT_TRUE(a.count("layers.1.mlp.experts.w1"));
   EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
 }
 
 TEST(UpcycleCommand, BadInputExitsOneNamingTheProblemAndWritesNothing) {
@@ -191,6 +203,10 @@ TEST(UpcycleCommand, BadInputExitsOneNamingTheProblemAndWritesNothing) {
   expect_refused(with({"--frobnicate", "1"}), {"unknown argument '--frobnicate'", "usage:"});
   expect_refused({"--dense", scratch.file("missing"), "--config", moe_yaml, "--output", output}, {"missing"});
   expect_refused({"--dense", inputs.checkpoint, "--output", output}, {"--config is required"});
+  fs::create_directories(scratch.path() / "not_a_model");
+  write_file(scratch.path() / "not_a_model" / "config.json", "{}");
+  expect_refused({"--dense", scratch.file("not_a_model"), "--config", moe_yaml, "--output", output},
+                 {"neither a Switchyard checkpoint", "nor a Hugging Face model folder"});
 
   // A Hugging Face model with what our dense block lacks, or a file that does not match its config.
   std::string json;

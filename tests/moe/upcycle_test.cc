@@ -14,6 +14,7 @@
 #include "core/ops/ops.h"
 #include "core/random.h"
 #include "moe/model.h"
+#include "tests/support/mpi_test_world.h"
 
 namespace sy::testing {
 namespace {
@@ -263,7 +264,9 @@ TEST(UpcycleNoise, SeededNoiseBreaksCopySymmetrySlightly) {
   options.seed = 5;
   auto dense_model = random_dense(dense_config());
   Transformer a(c), b(c), other(c);
-  ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), a, options).ok());
+  absl::StatusOr<UpcyclePlan> plan = upcycle(dense_model->state_dict(), dense_config(), a, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NE(plan->exactness.find("before the noise"), std::string::npos) << plan->exactness;
   ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), b, options).ok());
   options.seed = 6;
   ASSERT_TRUE(upcycle(dense_model->state_dict(), dense_config(), other, options).ok());
@@ -354,6 +357,41 @@ TEST(UpcycleRefuses, MissingOrMisshapenDenseTensorChangesNothing) {
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("norm.weight has shape (16)"), std::string::npos) << plan.status();
   EXPECT_EQ(moe.state_dict().at("embed_tokens.weight").to_vector<float>(), before);
+}
+
+
+// Under EP each rank fills only its experts: the same values as the one-rank model's block (noise
+// included), and the sharded model's logits equal the dense model's.
+TEST(MultiRankUpcycle, EachRankFillsItsExpertBlockAndTheShardedModelEqualsDense) {
+  const std::shared_ptr<Communicator> world = test_world();
+  if (world->size() < 2) GTEST_SKIP() << "needs mpirun with 2+ ranks";
+  const int64_t ranks = world->size(), rank = world->rank();
+  const ModelConfig dense = dense_config();
+  auto dense_model = random_dense(dense);
+  const ModelConfig c = moe_of(dense, 8, 4, 16);  // G 4: with 4 ranks a copy spans two of them
+  ASSERT_EQ(c.moe.num_experts % ranks, 0);
+  const int64_t local = c.moe.num_experts / ranks;
+  UpcycleOptions noisy;
+  noisy.noise = 0.01;
+  noisy.seed = 3;
+  Transformer one_rank(c), sharded(c, MoeParallel{.expert = world});
+  ASSERT_TRUE(upcycle(dense_model->state_dict(), dense, one_rank, noisy).ok());
+  ASSERT_TRUE(upcycle(dense_model->state_dict(), dense, sharded, noisy).ok());
+  const StateDict whole = one_rank.state_dict(), block = sharded.state_dict();
+  for (const char* name : {"layers.0.mlp.experts.w1", "layers.1.mlp.experts.w2"}) {
+    ASSERT_EQ(block.at(name).size(0), local) << name;
+    EXPECT_EQ(block.at(name).to_vector<float>(), whole.at(name).narrow(0, rank * local, local).to_vector<float>())
+        << name << " on rank " << rank;
+  }
+  EXPECT_EQ(block.at("layers.1.mlp.gate.weight").to_vector<float>(),
+            whole.at("layers.1.mlp.gate.weight").to_vector<float>());
+
+  Transformer exact(c, MoeParallel{.expert = world});
+  absl::StatusOr<UpcyclePlan> plan = upcycle(dense_model->state_dict(), dense, exact, {});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->exact) << plan->exactness;
+  Comparison result = compare(*dense_model, exact);
+  EXPECT_LE(result.max_difference, kRounding * result.max_logit) << "rank " << rank;
 }
 
 }  // namespace
