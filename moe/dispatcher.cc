@@ -165,11 +165,12 @@ Tensor dispatch_to_experts(const Tensor& x, const DispatchPlan& plan, const Tens
   }
   if (exchange) {
     const Clock::time_point start = Clock::now();
-    Tensor sent = Tensor::from_vector(send_counts, {P * S * L}, DType::kI64);
-    Tensor received = Tensor::empty({P * S * L}, DType::kI64);
+    // On the tokens' device: the group's backend (MPI: CPU, NCCL: CUDA) takes those.
+    Tensor sent = Tensor::from_vector(send_counts, {P * S * L}, DType::kI64).to(x.device());
+    Tensor received = Tensor::empty({P * S * L}, DType::kI64, x.device());
     const std::vector<int64_t> rows(P, S * L);
     group->all_to_all_v(sent, rows, received, rows);
-    recv_counts = received.to_vector<int64_t>();
+    recv_counts = received.to(Device::CPU()).to_vector<int64_t>();
     if (timings) timings->communication += milliseconds_since(start);
   } else {
     recv_counts = send_counts;

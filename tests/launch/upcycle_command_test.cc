@@ -4,6 +4,7 @@
 #include "launch/upcycle_command.h"
 
 #include <cmath>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +22,9 @@
 #include "launch/trainer.h"
 #include "moe/model.h"
 #include "optim/optimizer.h"
+#include "parallel/local_communicator.h"
 #include "tests/launch/tiny_run_support.h"
+#include "tests/support/mpi_test_world.h"
 #include "tests/support/scratch_directory.h"
 
 namespace sy::testing {
@@ -41,10 +44,12 @@ TrainConfig config_for(const std::string& yaml, const fs::path& output_dir, std:
   return *config;
 }
 
-// The LM loss of the first step of a run (its first batch, before any update).
-double first_loss(const TrainConfig& config) {
+// The LM loss of the first step of a run (its first batch, before any update); `world` null:
+// the MPI world if it is up, else one process.
+double first_loss(const TrainConfig& config, std::shared_ptr<Communicator> world = nullptr) {
   double loss = NAN;
   TrainOptions options;
+  options.world = std::move(world);
   options.on_gradients = [&](const StepRecord& record) {
     if (record.step == 0) loss = record.lm_loss;
   };
@@ -235,6 +240,62 @@ TEST(UpcycleCommand, BadInputExitsOneNamingTheProblemAndWritesNothing) {
   EXPECT_NE(errors.find("exists"), std::string::npos) << errors;
   EXPECT_TRUE(fs::exists(fs::path(output) / "keep.txt"));
   EXPECT_FALSE(fs::exists(fs::path(output) / "latest"));
+}
+
+
+// Under mpirun: the checkpoint one process upcycled loads under EP over every rank (each reads
+// its experts' block; with 4 ranks a copy of the 2 slices spans two of them), and the job's
+// first loss equals the dense model's on the same global batch.
+TEST(MultiRankUpcycleCommand, ExpertParallelTrainingFromTheUpcycledCheckpointStartsAtTheDenseLoss) {
+  const std::shared_ptr<Communicator> world = test_world();
+  if (world->size() < 2) GTEST_SKIP() << "needs mpirun with 2+ ranks";
+  const int64_t ranks = world->size(), rank = world->rank();
+  ASSERT_EQ(4 % ranks, 0) << "the tiny run's 4 experts need a world size dividing them";
+  // Rank 0 makes the directory and sends its name to the others.
+  std::unique_ptr<ScratchDirectory> owned;
+  if (rank == 0) owned = std::make_unique<ScratchDirectory>("sy_upcycle_multirank");
+  std::vector<int64_t> bytes(512, 0);
+  if (owned) {
+    const std::string name = owned->path().string();
+    for (size_t i = 0; i < name.size() && i < bytes.size(); ++i) bytes[i] = static_cast<unsigned char>(name[i]);
+  }
+  Tensor packed = Tensor::from_vector(bytes, {static_cast<int64_t>(bytes.size())}, DType::kI64);
+  world->broadcast(packed, 0);
+  std::string name;
+  for (int64_t byte : packed.to_vector<int64_t>()) {
+    if (byte == 0) break;
+    name.push_back(static_cast<char>(byte));
+  }
+  const fs::path root(name);
+  const std::vector<std::string> batch = {"training.global_batch_size=8",
+                                          "training.micro_batch_size=" + std::to_string(8 / ranks),
+                                          "training.steps=2", "moe.expert_ffn_size=16"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.end(), batch.begin(), batch.end());
+    return more;
+  };
+  if (rank == 0) {
+    const std::string yaml = prepare_tiny_run(root);
+    write_file(root / "moe.yaml", yaml);
+    EXPECT_TRUE(train(config_for(yaml, root / "dense", {"moe.num_experts=0", "training.steps=6"}),
+                      TrainOptions{.world = std::make_shared<LocalCommunicator>()}).ok());
+    EXPECT_TRUE(upcycle_command({"--dense", (root / "dense").string(), "--config", (root / "moe.yaml").string(),
+                                 "--set", "moe.expert_ffn_size=16", "--output", (root / "moe").string()},
+                                stdout).ok());
+  }
+  world->barrier();
+  const std::string yaml = tiny_run_yaml(root);
+  const double dense_loss = first_loss(
+      config_for(yaml, root / ("dense-more-rank" + std::to_string(rank)),
+                 with({"moe.num_experts=0", "checkpoint.load=" + (root / "dense" / "checkpoints").string()})),
+      std::make_shared<LocalCommunicator>());
+  const double moe_loss = first_loss(config_for(yaml, root / "moe-ep",
+                                                with({"parallel.data=" + std::to_string(ranks),
+                                                      "parallel.expert=" + std::to_string(ranks),
+                                                      "checkpoint.load=" + (root / "moe").string()})),
+                                     world);
+  EXPECT_NEAR(moe_loss, dense_loss, 1e-5 * dense_loss) << "rank " << rank;
+  world->barrier();  // rank 0 removes the directory only after everyone is done
 }
 
 }  // namespace
