@@ -353,6 +353,73 @@ TEST(MultiRankDispatcher, OverlapChunksAreDeterministicAndAgree) {
   }
 }
 
+// The world, counting its all-to-alls in flight (started and not yet waited).
+class InFlightCounter : public Communicator {
+ public:
+  explicit InFlightCounter(std::shared_ptr<Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::string backend() const override { return inner_->backend(); }
+  std::shared_ptr<Communicator> split(int color, int key) const override { return inner_->split(color, key); }
+  Work all_reduce_async(const Tensor& t, ReduceOp op) override { return inner_->all_reduce_async(t, op); }
+  Work all_gather_async(const Tensor& in, const Tensor& out) override { return inner_->all_gather_async(in, out); }
+  Work reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    return inner_->reduce_scatter_async(in, out, op);
+  }
+  Work all_to_all_v_async(const Tensor& in, const std::vector<int64_t>& send_rows, const Tensor& out,
+                          const std::vector<int64_t>& recv_rows) override {
+    most_in_flight = std::max(most_in_flight, ++in_flight);
+    return Work(std::make_unique<Counted>(inner_->all_to_all_v_async(in, send_rows, out, recv_rows), &in_flight));
+  }
+  Work broadcast_async(const Tensor& t, int root) override { return inner_->broadcast_async(t, root); }
+  Work send_async(const Tensor& t, int peer, int tag) override { return inner_->send_async(t, peer, tag); }
+  Work recv_async(const Tensor& t, int peer, int tag) override { return inner_->recv_async(t, peer, tag); }
+  Work barrier_async() override { return inner_->barrier_async(); }
+
+  int in_flight = 0;
+  int most_in_flight = 0;
+
+ private:
+  class Counted : public Work::Pending {
+   public:
+    Counted(Work work, int* in_flight) : work_(std::move(work)), in_flight_(in_flight) {}
+    void wait() override {
+      work_.wait();
+      --*in_flight_;
+    }
+
+   private:
+    Work work_;
+    int* in_flight_;
+  };
+  std::shared_ptr<Communicator> inner_;
+};
+
+// With 2 chunks, two exchanges are in flight at once in forward and again in backward (the
+// gradient's reverse exchanges start before the start nodes wait for them); with 1 chunk
+// at most one is.
+TEST(MultiRankDispatcher, ChunksKeepTwoExchangesInFlightInForwardAndBackward) {
+  const std::shared_ptr<Communicator> world = test_world();
+  if (world->size() < 2) GTEST_SKIP() << "needs mpirun with 2+ ranks";
+  const Scenario scenario{.name = "in flight", .tokens_per_rank = {6, 5, 7, 4}};
+  for (int64_t chunks : {1, 2}) {
+    auto counter = std::make_shared<InFlightCounter>(world);
+    Generator generator(kSeed);
+    MoeLayer layer(scenario_config(scenario), kC, 0.3, 0.2, &generator,
+                   MoeParallel{.expert = counter, .overlap_chunks = chunks});
+    auto [x, probe] = rank_inputs(scenario, world->rank());
+    x.set_requires_grad(true);
+    Tensor out = layer.forward(x, nullptr);
+    const int forward_most = counter->most_in_flight;
+    EXPECT_EQ(counter->in_flight, 0) << "every forward exchange waited";
+    counter->most_in_flight = 0;
+    sum(out * probe).backward();
+    EXPECT_EQ(counter->in_flight, 0) << "every backward exchange waited";
+    EXPECT_EQ(forward_most, chunks == 1 ? 1 : 2) << chunks << " chunks, forward";
+    EXPECT_EQ(counter->most_in_flight, chunks == 1 ? 1 : 2) << chunks << " chunks, backward";
+  }
+}
+
 TEST(MultiRankAsyncAllToAll, StartAndWaitMatchTheBlockingExchangeAndItsAdjoint) {
   const std::shared_ptr<Communicator> world = test_world();
   if (world->size() < 2) GTEST_SKIP() << "needs mpirun with 2+ ranks";
