@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "launch/sweep.h"
 
@@ -26,7 +28,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: switchyard sweep --config SWEEP.yaml [--dry-run | --prepare] [--output DIR] [--jobs N]\n"
-    "                        [--ranks R] [--set key=value ...] [--mpirun \"mpirun --oversubscribe\"]\n"
+    "                        [--ranks R] [--mpirun CMD] [--only TEXT ...] [--set key=value ...]\n"
     "                        [--flops-per-second X]\n"
     "       switchyard sweep report DIR [--no-fits]\n"
     "  --config FILE          the sweep: base config, axes (grid/zip), derive (README.md, Sweeps)\n"
@@ -36,6 +38,7 @@ constexpr const char* kUsage =
     "  --ranks R              each run under `mpirun -np R`\n"
     "  --prepare              write OUTPUT/sweep.json and each OUTPUT/<run>/config.yaml, print the\n"
     "                         train command of each run, train nothing (one scheduler job per run)\n"
+    "  --only TEXT            keep the runs whose name contains TEXT (repeatable)\n"
     "  --set K=V              override a key in every run, last (after derived steps): e.g.\n"
     "                         parallel.data=8 on a cluster, training.steps=3 for a smoke test\n"
     "  --mpirun CMD           the launcher with its own flags (default: mpirun)\n"
@@ -117,7 +120,7 @@ int run_report(const std::vector<std::string>& args) {
 int run_sweep(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "report") return run_report({args.begin() + 1, args.end()});
   std::string config_path;
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides, only;
   bool dry_run = false;
   double flops_per_second = 0;
   SweepExecution execution;
@@ -131,6 +134,8 @@ int run_sweep(const std::vector<std::string>& args) {
       config_path = args[++i];
     } else if (arg == "--set" && has_value) {
       overrides.push_back(args[++i]);
+    } else if (arg == "--only" && has_value) {
+      only.push_back(args[++i]);
     } else if (arg == "--dry-run") {
       dry_run = true;
     } else if (arg == "--prepare") {
@@ -161,6 +166,12 @@ int run_sweep(const std::vector<std::string>& args) {
   }
   absl::StatusOr<Sweep> sweep = load_sweep(config_path, overrides);
   if (!sweep.ok()) return fail(std::string(sweep.status().message()));
+  if (!only.empty()) {
+    std::erase_if(sweep->runs, [&](const SweepRun& run) {
+      return std::none_of(only.begin(), only.end(), [&](const std::string& text) { return run.name.find(text) != std::string::npos; });
+    });
+    if (sweep->runs.empty()) return fail("no run's name contains " + absl::StrJoin(only, " or "));
+  }
   if (execution.output_dir.empty()) {
     execution.output_dir = sweep->output.empty() ? "runs/sweeps/" + sweep->name : sweep->output;
   }

@@ -300,17 +300,21 @@ def report(csv_path, out_dir, bootstrap_samples=100):
                "compute) are extrapolations.", ""]
         for r in moe:
             el = efficiency_leverage(frontier_fit, r["loss"], r["compute"])
+            finite = math.isfinite(el)  # inf: below the dense frontier's floor E (None in fits.json)
             leverage.append({"name": r["name"], "family": r["family"], "activation_ratio": r["activation_ratio"],
                              "granularity": r["granularity"], "compute": r["compute"], "loss": r["loss"],
-                             "dense_compute": el * r["compute"], "leverage": el,
-                             "extrapolated": not (lo <= el * r["compute"] <= hi)})
+                             "dense_compute": el * r["compute"] if finite else None,
+                             "leverage": el if finite else None,
+                             "extrapolated": not (finite and lo <= el * r["compute"] <= hi)})
         if leverage:
             md += ["| run | K/E | granularity | compute | loss | dense compute for that loss | EL |",
                    "|---|---:|---:|---:|---:|---:|---:|"]
             for l in leverage:
                 md.append(f"| {l['name']} | {l['activation_ratio']:.3g} | {l['granularity']:.3g} | "
-                          f"{l['compute']:.3g} | {l['loss']:.4f} | {fmt(l['dense_compute'], 3)}"
-                          f"{' (extrapolated)' if l['extrapolated'] else ''} | {fmt(l['leverage'], 3)} |")
+                          f"{l['compute']:.3g} | {l['loss']:.4f} | "
+                          f"{fmt(l['dense_compute'], 3) if l['leverage'] else 'below the frontier floor'}"
+                          f"{' (extrapolated)' if l['extrapolated'] and l['leverage'] else ''} | "
+                          f"{fmt(l['leverage'], 3) if l['leverage'] else 'inf'} |")
         else:
             md.append("No MoE runs.")
     else:
@@ -362,12 +366,13 @@ def report(csv_path, out_dir, bootstrap_samples=100):
         plt.close(fig)
         plots.append("isoflop.png")
 
-    if leverage:
+    plotted = [l for l in leverage if l["leverage"] is not None]
+    if plotted:
         for key, label, filename in (("activation_ratio", "activation ratio K / E", "leverage_activation_ratio.png"),
                                      ("granularity", "granularity G = 2 C / F", "leverage_granularity.png")):
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            computes = np.log10([l["compute"] for l in leverage])
-            points = ax.scatter([l[key] for l in leverage], [l["leverage"] for l in leverage], c=computes, cmap="viridis")
+            computes = np.log10([l["compute"] for l in plotted])
+            points = ax.scatter([l[key] for l in plotted], [l["leverage"] for l in plotted], c=computes, cmap="viridis")
             fig.colorbar(points, ax=ax, label="log10 compute (FLOPs)")
             ax.axhline(1, color="gray", linestyle=":")
             ax.set_xscale("log", base=2)

@@ -14,6 +14,7 @@ Tolerances (noise: multiplicative log-normal, sigma 0.3% of the loss, fixed seed
   4x (and 2x) their compute: EL within 5% of 4 (and 2).
 """
 
+import json
 import math
 import os
 import sys
@@ -140,6 +141,8 @@ class Leverage(unittest.TestCase):
             self.assertEqual(len(result["leverage"]), 2)
             for entry in result["leverage"]:
                 self.assertLess(abs(entry["leverage"] / 3 - 1), 0.02, entry)
+            with open(os.path.join(out, "fits.json")) as f:
+                self.assertEqual(len(json.load(f)["leverage"]), 2)  # strict JSON (no Infinity)
             self.assertEqual(len(result["isoflop"]), 3)
             for name in ("fits.md", "fits.json", "loss_vs_compute.png", "isoflop.png", "leverage_activation_ratio.png",
                          "leverage_granularity.png"):
