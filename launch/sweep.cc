@@ -19,7 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -545,6 +545,49 @@ std::optional<double> json_number(const nlohmann::json& object, const char* key)
   return object[key].get<double>();
 }
 
+// The report row of the run in `run_dir` (named relative to `root`); nullopt, with a warning,
+// when its config no longer loads.
+std::optional<ReportRow> read_run(const fs::path& root, const fs::path& run_dir) {
+  absl::StatusOr<TrainConfig> config = load_config((run_dir / "config.yaml").string());
+  if (!config.ok()) {
+    std::fprintf(stderr, "sweep report: skipping %s: %s\n", run_dir.c_str(), std::string(config.status().message()).c_str());
+    return std::nullopt;
+  }
+  ReportRow row;
+  const fs::path relative = run_dir == root ? run_dir.filename() : fs::relative(run_dir, root);
+  row.name = relative.string();
+  row.sweep = relative.parent_path().string();
+  const MoeConfig& moe = config->model.moe;
+  const bool dense = moe.num_experts == 0;
+  row.num_experts = moe.num_experts;
+  row.top_k = dense ? 0 : moe.top_k;
+  row.expert_ffn_size = dense ? 0 : moe.expert_ffn_size;
+  row.shared_experts = dense ? 0 : moe.num_shared_experts;
+  row.hidden_size = config->model.hidden_size;
+  row.num_layers = config->model.num_layers;
+  row.granularity = dense ? 0 : 2.0 * static_cast<double>(config->model.hidden_size) / static_cast<double>(moe.expert_ffn_size);
+  row.activation_ratio = dense ? 1 : static_cast<double>(moe.top_k) / static_cast<double>(moe.num_experts);
+  row.family = dense ? "dense" : absl::StrCat("E", row.num_experts, "-K", row.top_k, "-F", row.expert_ffn_size, "-S", row.shared_experts);
+  const FlopCount flops = count_flops(config->model, config->data.seq_length);
+  row.total_parameters = flops.total_parameters;
+  row.active_parameters = flops.active_parameters;
+  row.flops_per_token = flops.training_flops_per_token;
+  row.steps = config->training.steps;
+  row.tokens = static_cast<double>(row.steps) * static_cast<double>(config->training.global_batch_size * config->data.seq_length);
+  row.compute = row.flops_per_token * row.tokens;
+  const nlohmann::json manifest = nlohmann::json::parse(read_text(run_dir / "sweep_run.json"), nullptr, false);
+  if (manifest.is_object()) row.compute_budget = json_number(manifest, "compute_budget").value_or(0);
+  const nlohmann::json result = nlohmann::json::parse(read_text(run_dir / "result.json"), nullptr, false);
+  if (result.is_object()) {
+    const std::optional<double> valid = json_number(result, "valid_lm_loss");
+    row.finished = valid.has_value();
+    row.valid_loss = valid.value_or(0);
+    row.train_loss = json_number(result, "train_lm_loss").value_or(0);
+    row.tokens_per_second = json_number(result, "tokens_per_second").value_or(0);
+  }
+  return row;
+}
+
 }  // namespace
 
 absl::StatusOr<Sweep> parse_sweep(const std::string& yaml, const std::string& name, const std::string& base_dir,
@@ -663,7 +706,9 @@ absl::StatusOr<SweepOutcome> execute_sweep(const Sweep& sweep, const SweepExecut
     }
     fs::create_directories(dir, fs_error);
     if (fs_error) return absl::InternalError(absl::StrCat("cannot create ", dir.string(), ": ", fs_error.message()));
-    if (absl::Status status = write_text(config_path, yaml); !status.ok()) return status;
+    if (!fs::exists(config_path)) {  // an equal one stays untouched
+      if (absl::Status status = write_text(config_path, yaml); !status.ok()) return status;
+    }
     if (absl::Status status = write_text(dir / "sweep_run.json", run_json(sweep, run).dump(2) + "\n"); !status.ok()) return status;
     if (fs::exists(dir / "result.json")) {
       ++outcome.skipped;
@@ -774,58 +819,24 @@ absl::StatusOr<SweepOutcome> execute_sweep(const Sweep& sweep, const SweepExecut
 }
 
 absl::StatusOr<std::vector<ReportRow>> collect_runs(const std::string& dir) {
-  const fs::path root = dir;
+  fs::path root = fs::path(dir).lexically_normal();
+  if (root.filename().empty()) root = root.parent_path();  // "runs/sweep/" names the folder "sweep"
   if (!fs::is_directory(root)) return absl::NotFoundError(absl::StrCat("no sweep directory '", dir, "'"));
   std::vector<ReportRow> rows;
+  if (fs::exists(root / "config.yaml")) {  // one run's folder
+    if (std::optional<ReportRow> row = read_run(root, root)) rows.push_back(*std::move(row));
+    return rows;
+  }
   std::error_code fs_error;
   for (auto it = fs::recursive_directory_iterator(root, fs_error); it != fs::recursive_directory_iterator();
        it.increment(fs_error)) {
     if (fs_error) return absl::InternalError(absl::StrCat("reading ", dir, ": ", fs_error.message()));
-    if (!it->is_directory() || it->path().filename() == "report") {
-      if (it->is_directory()) it.disable_recursion_pending();
-      continue;
+    if (!it->is_directory()) continue;
+    if (it->path().filename() == "report" || fs::exists(it->path() / "config.yaml")) {
+      it.disable_recursion_pending();  // a run's checkpoints hold config files too
     }
-    const fs::path run_dir = it->path();
-    if (!fs::exists(run_dir / "config.yaml")) continue;
-    it.disable_recursion_pending();  // checkpoints inside hold config files too
-    absl::StatusOr<TrainConfig> config = load_config((run_dir / "config.yaml").string());
-    if (!config.ok()) {
-      std::fprintf(stderr, "sweep report: skipping %s: %s\n", run_dir.c_str(), std::string(config.status().message()).c_str());
-      continue;
-    }
-    ReportRow row;
-    row.name = fs::relative(run_dir, root).string();
-    const fs::path parent = fs::relative(run_dir, root).parent_path();
-    row.sweep = parent.string();
-    const MoeConfig& moe = config->model.moe;
-    const bool dense = moe.num_experts == 0;
-    row.num_experts = moe.num_experts;
-    row.top_k = dense ? 0 : moe.top_k;
-    row.expert_ffn_size = dense ? 0 : moe.expert_ffn_size;
-    row.shared_experts = dense ? 0 : moe.num_shared_experts;
-    row.hidden_size = config->model.hidden_size;
-    row.num_layers = config->model.num_layers;
-    row.granularity = dense ? 0 : 2.0 * static_cast<double>(config->model.hidden_size) / static_cast<double>(moe.expert_ffn_size);
-    row.activation_ratio = dense ? 1 : static_cast<double>(moe.top_k) / static_cast<double>(moe.num_experts);
-    row.family = dense ? "dense" : absl::StrCat("E", row.num_experts, "-K", row.top_k, "-F", row.expert_ffn_size, "-S", row.shared_experts);
-    const FlopCount flops = count_flops(config->model, config->data.seq_length);
-    row.total_parameters = flops.total_parameters;
-    row.active_parameters = flops.active_parameters;
-    row.flops_per_token = flops.training_flops_per_token;
-    row.steps = config->training.steps;
-    row.tokens = static_cast<double>(row.steps) * static_cast<double>(config->training.global_batch_size * config->data.seq_length);
-    row.compute = row.flops_per_token * row.tokens;
-    const nlohmann::json manifest = nlohmann::json::parse(read_text(run_dir / "sweep_run.json"), nullptr, false);
-    if (manifest.is_object()) row.compute_budget = json_number(manifest, "compute_budget").value_or(0);
-    const nlohmann::json result = nlohmann::json::parse(read_text(run_dir / "result.json"), nullptr, false);
-    if (result.is_object()) {
-      const std::optional<double> valid = json_number(result, "valid_lm_loss");
-      row.finished = valid.has_value();
-      row.valid_loss = valid.value_or(0);
-      row.train_loss = json_number(result, "train_lm_loss").value_or(0);
-      row.tokens_per_second = json_number(result, "tokens_per_second").value_or(0);
-    }
-    rows.push_back(std::move(row));
+    if (!fs::exists(it->path() / "config.yaml")) continue;
+    if (std::optional<ReportRow> row = read_run(root, it->path())) rows.push_back(*std::move(row));
   }
   std::sort(rows.begin(), rows.end(), [](const ReportRow& a, const ReportRow& b) { return a.name < b.name; });
   return rows;

@@ -454,6 +454,13 @@ TEST(SweepReport, TablesListEveryRunWithShapeCountsComputeAndLoss) {
       << csv;
   EXPECT_TRUE(absl::StrContains(csv, ",1,3.875000,4.000000,90.0\n")) << csv;
 
+  // One run's own folder reports that run alone.
+  absl::StatusOr<std::vector<ReportRow>> single = collect_runs((root / "moe/e8/").string());
+  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_EQ(single->size(), 1u);
+  EXPECT_EQ((*single)[0].name, "e8");
+  EXPECT_DOUBLE_EQ((*single)[0].valid_loss, 3.875);
+
   // The command writes the same tables (fits left out here: tests/sweep/fit_test.py has them).
   ::testing::internal::CaptureStdout();
   const int code = run_sweep({"report", root.string(), "--no-fits"});
