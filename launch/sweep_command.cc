@@ -1,3 +1,5 @@
+// `switchyard sweep`: argument parsing for the sweep runner and `sweep report` (the tables here,
+// the fits and plots by scripts/sweep/fit.py in a child process).
 #include "launch/sweep_command.h"
 
 #include <signal.h>
