@@ -719,6 +719,10 @@ absl::Status non_negative(const char* key, int64_t value) {
 
 }  // namespace
 
+std::string closest_name(std::string_view name, const std::vector<std::string>& candidates) {
+  return closest(absl::string_view(name.data(), name.size()), candidates);
+}
+
 absl::Status validate_config(const TrainConfig& config) {
   const TrainingConfig& training = config.training;
   const ParallelConfig& parallel = config.parallel;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -72,6 +73,10 @@ struct TrainConfig {
 // and key: unknown keys (with the closest known one), wrong types, out-of-range values,
 // sizes that do not divide. Relative paths inside a file resolve against that file's folder.
 absl::StatusOr<TrainConfig> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The closest of `candidates` to `name` by edit distance (also comparing the parts after the
+// last dot, so that a key put in the wrong section is found), or "" when none is close: the
+// "did you mean" of every config-like file (train configs, sweeps).
+std::string closest_name(std::string_view name, const std::vector<std::string>& candidates);
 // The same from YAML text; `name` stands for the file in messages, `base_dir` resolves paths.
 absl::StatusOr<TrainConfig> parse_config(const std::string& yaml, const std::string& name,
                                          const std::vector<std::string>& overrides = {},

@@ -71,30 +71,8 @@ std::string sanitize(const std::string& text) {
   return out;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string suggestion(const std::string& word, const std::vector<std::string>& choices) {
-  std::string best;
-  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
-  for (const std::string& choice : choices) {
-    if (size_t distance = edit_distance(word, choice); distance < best_distance) {
-      best_distance = distance;
-      best = choice;
-    }
-  }
+  const std::string best = closest_name(word, choices);
   return best.empty() ? absl::StrCat(" (expected one of ", absl::StrJoin(choices, ", "), ")")
                       : absl::StrCat(" (did you mean ", best, "?)");
 }
