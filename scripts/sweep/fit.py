@@ -259,8 +259,11 @@ def report(csv_path, out_dir, bootstrap_samples=100):
         md += ["| sweep | budget (FLOPs) | runs | optimal N | loss at optimum | vertex inside the sizes |",
                "|---|---:|---:|---:|---:|---|"]
         for f in isoflop:
-            md.append(f"| {f['sweep'] or '.'} | {f['budget']:.3g} | {f['runs']} | {fmt(f['n_opt'])} | "
-                      f"{fmt(f['loss_opt'])} | {'yes' if f.get('inside') else 'no'} |")
+            # A vertex outside the sizes tried is an extrapolation of a parabola, not an optimum.
+            inside = bool(f.get("inside"))
+            md.append(f"| {f['sweep'] or '.'} | {f['budget']:.3g} | {f['runs']} | "
+                      f"{fmt(f['n_opt']) if inside else '-'} | {fmt(f['loss_opt']) if inside else '-'} | "
+                      f"{'yes' if inside else 'no (the optimum lies outside the sizes tried)'} |")
     else:
         md.append("No budget has runs of 3 or more sizes spanning a factor 2 or more.")
     md.append("")
