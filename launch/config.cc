@@ -457,6 +457,10 @@ const std::vector<Key>& keys() {
                             "sequences per optimizer step, a multiple of micro_batch_size * parallel.data "
                             "(the rest is gradient accumulation)"));
     k.push_back(integer_key("training.steps", SY_FIELD(training.steps), "optimizer steps"));
+    k.push_back(integer_key("training.skip_samples", SY_FIELD(training.skip_samples),
+                            "training samples passed over before the first step: the run reads global samples "
+                            "skip_samples, skip_samples + 1, ... (e.g. those after a dense run's, when continuing an "
+                            "upcycled model)"));
     k.push_back(integer_key("training.eval_interval", SY_FIELD(training.eval_interval),
                             "validation every N steps; 0: only at the end"));
     k.push_back(integer_key("training.eval_batches", SY_FIELD(training.eval_batches),
@@ -742,6 +746,7 @@ absl::Status validate_config(const TrainConfig& config) {
     if (absl::Status status = positive(key, value); !status.ok()) return status;
   }
   for (auto [key, value] : {std::pair{"training.eval_interval", training.eval_interval},
+                            {"training.skip_samples", training.skip_samples},
                             {"training.eval_batches", training.eval_batches},
                             {"checkpoint.interval", config.checkpoint.interval},
                             {"checkpoint.keep_last_n", config.checkpoint.keep_last_n}}) {

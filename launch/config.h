@@ -21,6 +21,7 @@ struct TrainingConfig {
   int64_t micro_batch_size = 8;     // B: sequences per forward/backward
   int64_t global_batch_size = 8;    // sequences per optimizer step (= B x accumulation x DP)
   int64_t steps = 100;              // optimizer steps
+  int64_t skip_samples = 0;         // global sample numbers start here (e.g. after a dense run's samples)
   int64_t eval_interval = 50;       // validation every N steps (0: only at the end)
   int64_t eval_batches = 4;         // micro-batches per validation
   int64_t log_interval = 1;         // metrics every N steps

@@ -66,7 +66,9 @@ class SignalScope {
 // Which samples this process reads and how its micro-batches add up to the global batch:
 // data-parallel rank d reads micro-batches d * accumulation .. (d + 1) * accumulation - 1 of
 // each step, so one process with DP times the accumulation reads the same micro-batches.
+// Global sample numbers start at `skip_samples` (training.skip_samples).
 struct RankPlan {
+  int64_t skip_samples = 0;
   int64_t data_rank = 0;
   int64_t data_size = 1;
   int64_t micro_batch_size = 1;
@@ -76,7 +78,7 @@ struct RankPlan {
   // Global number of the first sample of micro-batch `micro` of the step that starts at
   // `consumed` samples: the step's global batch is laid out rank-major.
   int64_t first_sample(int64_t consumed, int64_t micro) const {
-    return consumed + (data_rank * accumulation + micro) * micro_batch_size;
+    return skip_samples + consumed + (data_rank * accumulation + micro) * micro_batch_size;
   }
 };
 
@@ -268,12 +270,16 @@ absl::Status Run::setup_rank() {
         "model.vocab_size (", config_.model.vocab_size, ") is smaller than the tokenizer's vocabulary (",
         tokenizer->vocab_size(), " in ", config_.data.tokenizer, ")"));
   }
-  plan_ = {.data_rank = groups_.coordinates().data,
+  plan_ = {.skip_samples = config_.training.skip_samples,
+           .data_rank = groups_.coordinates().data,
            .data_size = config_.parallel.data,
            .micro_batch_size = config_.training.micro_batch_size,
            .accumulation = config_.gradient_accumulation_steps(),
            .global_batch_size = config_.training.global_batch_size};
-  const int64_t train_samples = config_.training.steps * config_.training.global_batch_size;
+  // The sample index covers the skipped samples too, so that (within one epoch) a run that
+  // skips S samples reads the ones a run of S samples did not reach.
+  const int64_t train_samples =
+      config_.training.skip_samples + config_.training.steps * config_.training.global_batch_size;
   const int64_t valid_samples = config_.training.eval_batches * config_.training.micro_batch_size;
   absl::StatusOr<std::shared_ptr<SampleSource>> train_data = build_dataset(config_.data, Split::kTrain, train_samples);
   if (!train_data.ok()) return train_data.status();

@@ -324,6 +324,7 @@ training:
   micro_batch_size: 2
   global_batch_size: 12
   steps: 40
+  skip_samples: 96
   eval_interval: 10
   eval_batches: 2
   log_interval: 2

@@ -2,6 +2,7 @@
 // stop it before anything is written.
 #include "launch/trainer.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -101,6 +102,42 @@ TEST(Trainer, CheckpointLoadStartsFromTheWeightsWithAFreshOptimizer) {
   EXPECT_EQ(second->first_step, 0);
   EXPECT_EQ(bytes_of(scratch.path() / "second" / "checkpoints" / "step_00000001" / "model.safetensors"),
             bytes_of(scratch.path() / "first" / "checkpoints" / "step_00000003" / "model.safetensors"));
+}
+
+// A run continued from another's step-4 weights with training.skip_samples = 4 steps of samples
+// reads the batch the other run read at its step 5: its first loss (computed before any update)
+// is that step's loss. Without the skip it reads the first batch again.
+TEST(Trainer, SkipSamplesReadsTheSamplesAfterThoseARunConsumed) {
+  ScratchDirectory scratch("sy_trainer");
+  const std::string yaml = prepare_tiny_run(scratch.path());
+  const std::vector<std::string> common = {"moe.expert_bias=false", "checkpoint.keep_last_n=0"};
+  std::vector<std::string> whole_overrides = common;
+  whole_overrides.push_back("checkpoint.interval=4");
+  ASSERT_TRUE(train(config_for(yaml, scratch.file("whole"), whole_overrides), {}).ok());
+  const std::map<int64_t, double> whole = losses(scratch.path() / "whole");
+  ASSERT_EQ(whole.size(), 8u);
+  const int64_t global_batch = config_for(yaml, scratch.file("unused")).training.global_batch_size;
+
+  // 4 steps after 4 steps' samples: the sample index is built for as many samples as the whole run's.
+  auto continued_first_loss = [&](const std::string& name, int64_t skip) {
+    std::vector<std::string> overrides = common;
+    overrides.push_back("training.steps=4");
+    overrides.push_back("training.skip_samples=" + std::to_string(skip));
+    overrides.push_back("checkpoint.load=" + scratch.file("whole") + "/checkpoints/step_00000004");
+    absl::StatusOr<TrainSummary> summary = train(config_for(yaml, scratch.file(name), overrides), {});
+    EXPECT_TRUE(summary.ok()) << summary.status();
+    return losses(scratch.path() / name).at(1);
+  };
+  EXPECT_NEAR(continued_first_loss("skipped", 4 * global_batch), whole.at(5), 1e-6);
+  EXPECT_GT(std::abs(continued_first_loss("from_zero", 0) - whole.at(5)), 1e-4);
+}
+
+TEST(Trainer, NegativeSkipSamplesIsRefused) {
+  ScratchDirectory scratch("sy_trainer");
+  absl::StatusOr<TrainConfig> config =
+      parse_config(tiny_run_yaml(scratch.path()), "trainer_test.yaml", {"training.skip_samples=-1"});
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("training.skip_samples"), std::string::npos) << config.status();
 }
 
 TEST(Trainer, ExistingCheckpointsNeedResumeAndStayUntouched) {
