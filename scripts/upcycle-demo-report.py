@@ -56,7 +56,8 @@ def smooth(values, width=10):
         out.append(sum(window) / len(window))
     return out
 
-colors = dict(zip(runs, ["black", "tab:gray", "tab:blue", "tab:green", "tab:orange"]))
+colors = {"dense": "black", "dense-continued": "tab:gray", "moe8-top2": "tab:blue", "granular32-top8": "tab:green",
+          "granular16-top4": "tab:orange"}  # by name, so a folder without one run keeps the others' colours
 fig, (ax, diff) = plt.subplots(1, 2, figsize=(13, 5))
 for run in runs:
     train, valid = series[run]

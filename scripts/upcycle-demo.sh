@@ -76,20 +76,26 @@ train dense "$DENSE_STEPS" "${DENSE[@]}"
 "$SWITCHYARD" upcycle --dense "$RUN_DIR/dense/checkpoints" "${COARSE[@]}" --output "$RUN_DIR/init-moe8-top2"
 "$SWITCHYARD" upcycle --dense "$RUN_DIR/dense/checkpoints" "${FINE[@]}" --output "$RUN_DIR/init-granular32-top8"
 "$SWITCHYARD" upcycle --dense "$RUN_DIR/dense/checkpoints" "${GRANULAR[@]}" --output "$RUN_DIR/init-granular16-top4"
-# The continuations are independent: CONCURRENT=1 (the default) runs them at once.
-continue_dense() { train dense-continued "$EXTRA_STEPS" "${DENSE[@]}" "${CONTINUE[@]}" --set "checkpoint.load=$RUN_DIR/dense/checkpoints"; }
-continue_coarse() { train moe8-top2 "$EXTRA_STEPS" "${COARSE[@]}" "${CONTINUE[@]}" --set "checkpoint.load=$RUN_DIR/init-moe8-top2"; }
-continue_fine() { train granular32-top8 "$EXTRA_STEPS" "${FINE[@]}" "${CONTINUE[@]}" --set "checkpoint.load=$RUN_DIR/init-granular32-top8"; }
-continue_granular() { train granular16-top4 "$EXTRA_STEPS" "${GRANULAR[@]}" "${CONTINUE[@]}" --set "checkpoint.load=$RUN_DIR/init-granular16-top4"; }
+# continuation NAME SOURCE ARGS...: NAME from the weights in SOURCE on the samples after the dense
+# run's. The continuations are independent: CONCURRENT=1 (the default) runs them at once.
+continuation() {
+  local name="$1" source="$2"
+  shift 2
+  train "$name" "$EXTRA_STEPS" "$@" "${CONTINUE[@]}" --set "checkpoint.load=$source"
+}
 pids=()
-for continuation in continue_dense continue_coarse continue_fine continue_granular; do
+start() {
   if [ "${CONCURRENT:-1}" = 1 ]; then
-    "$continuation" &
+    "$@" &
     pids+=($!)
   else
-    "$continuation"
+    "$@"
   fi
-done
+}
+start continuation dense-continued "$RUN_DIR/dense/checkpoints" "${DENSE[@]}"
+start continuation moe8-top2 "$RUN_DIR/init-moe8-top2" "${COARSE[@]}"
+start continuation granular32-top8 "$RUN_DIR/init-granular32-top8" "${FINE[@]}"
+start continuation granular16-top4 "$RUN_DIR/init-granular16-top4" "${GRANULAR[@]}"
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 "$PYTHON" scripts/upcycle-demo-report.py "$RUN_DIR" "$DENSE_STEPS"
