@@ -12,7 +12,8 @@
 # Writes losses.csv and losses.png (matplotlib, scripts/upcycle-demo-report.py) and prints the numbers.
 #   scripts/upcycle-demo.sh [RUN_DIR]          (default runs/upcycle-demo-<time>)
 # Environment: DENSE_STEPS (400) and EXTRA_STEPS (800) optimizer steps; CONTINUE_LR (3e-3, the
-# dense run's peak) the continuations' peak learning rate; CONCURRENT (1: the continuations at
+# dense run's peak) the continuations' peak learning rate; CONTINUATIONS (all four) the names of
+# those to run (dense-continued, the reference, always runs); CONCURRENT (1: the continuations at
 # once; 0: one after another); OMP_NUM_THREADS (1) per run; SY_BUILD_DIR (build).
 # Takes about 50 minutes on two CPU cores with the defaults.
 set -euo pipefail
@@ -20,6 +21,14 @@ cd "$(dirname "$0")/.."
 DENSE_STEPS="${DENSE_STEPS:-400}"
 EXTRA_STEPS="${EXTRA_STEPS:-800}"
 CONTINUE_LR="${CONTINUE_LR:-3e-3}"
+ALL_CONTINUATIONS="dense-continued moe8-top2 granular32-top8 granular16-top4"
+CONTINUATIONS="dense-continued ${CONTINUATIONS:-$ALL_CONTINUATIONS}"
+for name in $CONTINUATIONS; do
+  if [[ " $ALL_CONTINUATIONS " != *" $name "* ]]; then
+    echo "upcycle-demo: CONTINUATIONS names '$name'; expected some of: $ALL_CONTINUATIONS" >&2
+    exit 1
+  fi
+done
 RUN_DIR="${1:-runs/upcycle-demo-$(date +%Y%m%d-%H%M%S)}"
 BUILD_DIR="${SY_BUILD_DIR:-build}"
 SWITCHYARD="$BUILD_DIR/switchyard"
@@ -77,10 +86,11 @@ train dense "$DENSE_STEPS" "${DENSE[@]}"
 "$SWITCHYARD" upcycle --dense "$RUN_DIR/dense/checkpoints" "${FINE[@]}" --output "$RUN_DIR/init-granular32-top8"
 "$SWITCHYARD" upcycle --dense "$RUN_DIR/dense/checkpoints" "${GRANULAR[@]}" --output "$RUN_DIR/init-granular16-top4"
 # continuation NAME SOURCE ARGS...: NAME from the weights in SOURCE on the samples after the dense
-# run's. The continuations are independent: CONCURRENT=1 (the default) runs them at once.
+# run's, if CONTINUATIONS names it. The continuations are independent: CONCURRENT=1 (the default) runs them at once.
 continuation() {
   local name="$1" source="$2"
   shift 2
+  [[ " $CONTINUATIONS " == *" $name "* ]] || return 0
   train "$name" "$EXTRA_STEPS" "$@" "${CONTINUE[@]}" --set "checkpoint.load=$source"
 }
 pids=()
