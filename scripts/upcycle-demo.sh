@@ -11,15 +11,15 @@
 #                     experts of 128 from the other 512, top-4 (granularity 4, the dense compute).
 # Writes losses.csv and losses.png (matplotlib, scripts/upcycle-demo-report.py) and prints the numbers.
 #   scripts/upcycle-demo.sh [RUN_DIR]          (default runs/upcycle-demo-<time>)
-# Environment: DENSE_STEPS (400) and EXTRA_STEPS (800) optimizer steps; CONTINUE_LR (3e-3, the
+# Environment: DENSE_STEPS (400) and EXTRA_STEPS (2000) optimizer steps; CONTINUE_LR (3e-3, the
 # dense run's peak) the continuations' peak learning rate; CONTINUATIONS (all four) the names of
 # those to run (dense-continued, the reference, always runs); CONCURRENT (1: the continuations at
 # once; 0: one after another); OMP_NUM_THREADS (1) per run; SY_BUILD_DIR (build).
-# Takes about 50 minutes on two CPU cores with the defaults.
+# Takes about 1 h 45 min on two CPU cores with the defaults (400 + 800 steps: about 50 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENSE_STEPS="${DENSE_STEPS:-400}"
-EXTRA_STEPS="${EXTRA_STEPS:-800}"
+EXTRA_STEPS="${EXTRA_STEPS:-2000}"
 CONTINUE_LR="${CONTINUE_LR:-3e-3}"
 ALL_CONTINUATIONS="dense-continued moe8-top2 granular32-top8 granular16-top4"
 CONTINUATIONS="dense-continued ${CONTINUATIONS:-$ALL_CONTINUATIONS}"
@@ -50,8 +50,8 @@ fi
 mkdir -p "$RUN_DIR"
 
 # Every run: the quickstart's optimizer and schedule (lr 3e-3, 30 warmup steps, cosine to 0.1 x)
-# and global batch of 16 x 128 tokens, on gcide (36 MB of text, ~10M tokens: the 800 steps read
-# 1.6M, no sample twice) with its 8192-token tokenizer, and 32 validation micro-batches (32K tokens).
+# and global batch of 16 x 128 tokens, on gcide (36 MB of text, ~10M tokens: the 400 + 2000 steps
+# read 4.9M, no sample twice) with its 8192-token tokenizer, and 32 validation micro-batches (32K tokens).
 DATA=(--set model.vocab_size=8192 --set data.tokenizer=corpora/gcide/tokenizer
       --set data.prefix=corpora/gcide/gcide_text_document --set "training.global_batch_size=$GLOBAL_BATCH"
       --set training.eval_batches=32)
